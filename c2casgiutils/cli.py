@@ -1,0 +1,1 @@
+"""CLI helpers (filled in by the foundation issue)."""

@@ -1,0 +1,1 @@
+"""Security and proxy middlewares (filled in by the headers issue)."""

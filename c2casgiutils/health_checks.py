@@ -1,0 +1,5 @@
+"""Health checks (filled in by the health-checks issue)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

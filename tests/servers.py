@@ -1,0 +1,208 @@
+"""Real servers for the tests: redis-server and PostgreSQL on free 127.0.0.1 ports, and a black hole.
+
+Each server is started by a fixture and stopped at the end. Under CI=true a missing server binary fails
+the run (see conftest.missing), so a machine without the services never passes silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+
+
+def wait_port_closed(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"127.0.0.1:{port} still open after {timeout}s")
+
+
+def find_binary(name: str, *extra_dirs: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for directory in extra_dirs:
+        candidate = Path(directory) / name
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+class RedisServer:
+    """A real redis-server on a free port; can be stopped and started again on the same port."""
+
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
+        self.binary = find_binary("redis-server")
+        if self.binary is None:
+            raise FileNotFoundError("redis-server")
+        self.port = port or free_port()
+        self.password = password
+        self.process: subprocess.Popen[bytes] | None = None
+        self.directory = tempfile.mkdtemp(prefix="c2c-redis-")
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            str(self.binary),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self.directory,
+            "--protected-mode", "no",
+        ]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+            self.process = None
+            wait_port_closed(self.port)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PostgresServer:
+    """A real PostgreSQL cluster made with initdb in a temporary directory, on a free port."""
+
+    def __init__(self) -> None:
+        bindir_candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        extra = [str(path) for path in bindir_candidates]
+        self.initdb = find_binary("initdb", *extra)
+        self.pg_ctl = find_binary("pg_ctl", *extra)
+        if self.initdb is None or self.pg_ctl is None:
+            raise FileNotFoundError("initdb/pg_ctl (PostgreSQL server)")
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="c2c-pg-")
+        self.data = os.path.join(self.directory, "data")
+        self.user = "c2c"
+        self.password = "c2c-test-password"
+        self.database = "c2c"
+        # PostgreSQL refuses to run as root: run it as the 'postgres' system user when we are root.
+        self.run_as: str | None = None
+        if os.geteuid() == 0:
+            self.run_as = "postgres"
+            entry = pwd.getpwnam("postgres")
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+
+    def _command(self, args: list[str]) -> list[str]:
+        if self.run_as:
+            return ["runuser", "-u", self.run_as, "--", *args]
+        return args
+
+    def start(self) -> None:
+        pwfile = os.path.join(self.directory, "pw")
+        with open(pwfile, "w", encoding="utf-8") as file:
+            file.write(self.password)
+        if self.run_as:
+            entry = pwd.getpwnam(self.run_as)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        subprocess.run(
+            self._command([
+                str(self.initdb), "-D", self.data, "-U", self.user, "--pwfile", pwfile,
+                "--auth", "scram-sha-256", "-E", "UTF8", "--no-sync",
+            ]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            self._command([
+                str(self.pg_ctl), "-D", self.data, "-o", options, "-l",
+                os.path.join(self.directory, "log"), "-w", "-t", "60", "start",
+            ]),
+            check=True, stdout=subprocess.DEVNULL,
+        )
+        wait_port(self.port)
+        self.psql(f"CREATE DATABASE {self.database}", database="postgres")
+
+    def psql(self, sql: str, database: str | None = None) -> str:
+        psql = find_binary("psql") or "psql"
+        result = subprocess.run(
+            [psql, "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", database or self.database,
+             "-v", "ON_ERROR_STOP=1", "-At", "-c", sql],
+            check=True, capture_output=True, text=True, env={**os.environ, "PGPASSWORD": self.password},
+        )
+        return result.stdout
+
+    def url(self, driver: str = "postgresql+asyncpg", database: str | None = None) -> str:
+        return f"{driver}://{self.user}:{self.password}@127.0.0.1:{self.port}/{database or self.database}"
+
+    def stop(self) -> None:
+        subprocess.run(
+            self._command([str(self.pg_ctl), "-D", self.data, "-m", "fast", "-w", "stop"]),
+            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class BlackHole:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._closed:
+            try:
+                connection, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted.append(connection)  # kept open, never read, never answered
+
+    def close(self) -> None:
+        self._closed = True
+        for connection in self.accepted:
+            with contextlib.suppress(OSError):
+                connection.close()
+        with contextlib.suppress(OSError):
+            self.sock.close()
