@@ -412,6 +412,29 @@ class RequestId(BaseModel):
     """Request id propagation."""
 
     header: str = Field(default="X-Request-ID", min_length=1, description="Header carrying the request id")
+    max_length: int = Field(
+        default=128,
+        ge=8,
+        le=1024,
+        description="Longest request id accepted from a caller; a longer or malformed one is replaced by a new id",
+    )
+
+
+class Versions(BaseModel):
+    """What ``/c2c/versions`` reports as the service's own version."""
+
+    service_distribution: str | None = Field(
+        default=None, description="Python distribution name of the service, whose installed version is reported"
+    )
+    service_version: str | None = Field(
+        default=None, description="Version of the service (wins over the version of service_distribution)"
+    )
+    git_hash: str | None = Field(
+        default=None, description="Git commit of the service, e.g. set when the image is built"
+    )
+    git_directory: str = Field(
+        default=".git", description="Git directory read for the commit when git_hash is not set"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,6 +477,7 @@ class Settings(BaseSettings):
     health_checks: HealthChecks = Field(default_factory=HealthChecks)
     broadcast: Broadcast = Field(default_factory=Broadcast)
     request_id: RequestId = Field(default_factory=RequestId)
+    versions: Versions = Field(default_factory=Versions)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",

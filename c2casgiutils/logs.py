@@ -1,0 +1,75 @@
+"""JSON logs for production: one JSON object per line, with the request id.
+
+Use it from a logging configuration (for uvicorn ``--log-config``)::
+
+    formatters:
+      json: {"()": c2casgiutils.logs.JsonFormatter}
+    filters:
+      request_id: {"()": c2casgiutils.logs.RequestIdFilter}
+    handlers:
+      console:
+        class: logging.StreamHandler
+        formatter: json
+        filters: [request_id]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from c2casgiutils.request_id import RequestIdFilter, request_id_var
+
+__all__ = ["JsonFormatter", "RequestIdFilter"]
+
+# Attributes every LogRecord has: anything else was passed with ``extra=`` and is added to the line.
+_STANDARD_ATTRIBUTES = frozenset(
+    {
+        *vars(logging.LogRecord("", 0, "", 0, "", (), None)),
+        "message",
+        "asctime",
+        "request_id",
+        "taskName",
+        "color_message",  # uvicorn duplicates its messages with ANSI colours
+    }
+)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a record as one JSON object: time, level, logger, message, request_id, and extras.
+
+    ``exception`` holds the formatted traceback when there is one; values given with ``extra=`` are added
+    as keys (non JSON values as their repr). The request id comes from the record (set by
+    :class:`RequestIdFilter`) or from the current request context.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        if request_id is None:
+            request_id = request_id_var.get()
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id,
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRIBUTES and key not in entry:
+                entry[key] = _jsonable(value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        # One line per record: json.dumps escapes the newlines of messages and tracebacks.
+        return json.dumps(entry, ensure_ascii=False, default=repr)
