@@ -168,6 +168,13 @@ class Redis(BaseModel):
     connect_timeout: Duration = Field(
         default=timedelta(seconds=2), description="Timeout to open a connection to Redis or a Sentinel"
     )
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Immediate retries of a Redis command after a connection error (a stale connection after "
+        "a Redis restart); 0 fails at the first error",
+    )
 
     @field_validator("sentinels")
     @classmethod
@@ -405,6 +412,15 @@ class Broadcast(BaseModel):
     )
     timeout: Duration = Field(
         default=timedelta(seconds=10), description="Default time to wait for the answers of a broadcast"
+    )
+    max_age: Duration = Field(
+        default=timedelta(seconds=60),
+        description="With a secret: a signed request older than this (or seen before) is ignored as a replay; "
+        "keep it above the clock difference between hosts",
+    )
+    reconnect_delay_max: Duration = Field(
+        default=timedelta(seconds=2),
+        description="Longest wait between two attempts of the broadcast listener to reconnect to Redis",
     )
 
 
