@@ -10,12 +10,17 @@ from c2casgiutils import (
     config,
     headers,
     health_checks,
+    prometheus,
     redis_utils,
+    sentry,
     tools,
 )
 from c2casgiutils._app import app, create_app, lifespan, shutdown, startup
 from c2casgiutils._optional import MissingExtraError
 from c2casgiutils._version import __version__
+
+# prometheus_client reads its multiprocess directory when first imported: export it early.
+prometheus.setup_multiprocess()
 
 __all__ = [
     "MissingExtraError",
@@ -29,7 +34,9 @@ __all__ = [
     "headers",
     "health_checks",
     "lifespan",
+    "prometheus",
     "redis_utils",
+    "sentry",
     "shutdown",
     "startup",
     "tools",

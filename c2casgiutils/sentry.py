@@ -1,0 +1,40 @@
+"""Sentry initialisation from settings (and the ``SENTRY_DSN`` environment variable)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from c2casgiutils import config
+from c2casgiutils._optional import require
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def init_options() -> dict[str, Any] | None:
+    """The keyword arguments for ``sentry_sdk.init``, or None when no DSN is configured."""
+    sentry_settings = config.settings.sentry
+    dsn = sentry_settings.dsn or os.environ.get("SENTRY_DSN")
+    if not dsn:
+        return None
+    options = sentry_settings.model_dump(exclude={"tags", "event_scrubber"}, exclude_none=True)
+    options["dsn"] = dsn
+    if sentry_settings.event_scrubber:
+        scrubber = require("sentry_sdk.scrubber", "sentry", "Sentry")
+        extra = [key.strip() for key in sentry_settings.event_scrubber.split(",") if key.strip()]
+        options["event_scrubber"] = scrubber.EventScrubber(denylist=[*scrubber.DEFAULT_DENYLIST, *extra])
+    return options
+
+
+def init() -> bool:
+    """Initialise Sentry and apply the ``C2C__SENTRY__TAG_*`` tags; False when no DSN is configured."""
+    options = init_options()
+    if options is None:
+        return False
+    sentry_sdk = require("sentry_sdk", "sentry", "Sentry")
+    sentry_sdk.init(**options)
+    for tag, value in config.settings.sentry.tags.items():
+        sentry_sdk.set_tag(tag, value)
+    _LOGGER.info("Sentry is enabled, environment %s", options.get("environment"))
+    return True

@@ -1,0 +1,177 @@
+"""Demo service: c2casgiutils wired exactly as the specification's "Add in your application" section.
+
+On embedded defaults it needs no external service: SQLite (aiosqlite) for the database checks and the
+in-process broadcast backend. With ``C2C__REDIS__URL`` set it uses that Redis.
+
+    uvicorn --app-dir examples/demo app:app --port 8080        (metrics on :9000)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from prometheus_fastapi_instrumentator import Instrumentator
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+import c2casgiutils
+from c2casgiutils import broadcast, config, headers, health_checks
+from c2casgiutils import prometheus as c2c_prometheus
+from c2casgiutils import sentry as c2c_sentry
+from c2casgiutils.broadcast import MissingAnswer
+from c2casgiutils.broadcast import types as broadcast_types
+
+_LOGGER = logging.getLogger(__name__)
+HERE = Path(__file__).parent
+
+# The demo's own settings (not c2casgiutils settings): where its SQLite database lives.
+DATABASE_URL = os.environ.get(
+    "DEMO_DATABASE_URL",
+    f"sqlite+aiosqlite:///{Path(tempfile.gettempdir()) / 'c2casgiutils-demo.sqlite3'}",
+)
+engine = create_async_engine(DATABASE_URL)
+Session = async_sessionmaker(engine)
+
+
+class EchoResponse(BaseModel):
+    """Answer of one process to the echo broadcast."""
+
+    message: str
+    pid: int
+
+
+class EchoHandlerProto(Protocol):
+    async def __call__(
+        self, *, message: str
+    ) -> list[broadcast_types.BroadcastResponse[EchoResponse] | MissingAnswer] | None: ...
+
+
+# Late assignment, at start-up
+echo_handler: EchoHandlerProto = None  # type: ignore[assignment]
+
+
+async def _echo_handler(*, message: str) -> EchoResponse:
+    """Echo handler for broadcast messages."""
+    return EchoResponse(message="Broadcast echo: " + message, pid=os.getpid())
+
+
+def _run_migrations() -> None:
+    """Bring the SQLite database to the head revision so that the Alembic check is green."""
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    alembic_config = Config(str(HERE / "alembic.ini"))
+    alembic_config.set_main_option("script_location", str(HERE / "migrations"))
+    alembic_config.set_main_option("sqlalchemy.url", DATABASE_URL)
+    # Several workers start at once: one migrates, the others wait and then find the database at head.
+    lock_path = Path(tempfile.gettempdir()) / "c2casgiutils-demo-migrations.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        command.upgrade(alembic_config, "head")
+
+
+@asynccontextmanager
+async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
+    """Handle application lifespan events."""
+    _LOGGER.info("Starting the application")
+    # Alembic's env.py runs its own event loop: give it a thread of its own.
+    await asyncio.to_thread(_run_migrations)
+    await c2casgiutils.startup(main_app)
+    global echo_handler  # noqa: PLW0603
+    echo_handler = await broadcast.decorate(_echo_handler, expect_answers=True)
+    yield
+    await c2casgiutils.shutdown(main_app)
+    await engine.dispose()
+
+
+c2c_sentry.init()
+
+app = FastAPI(title="c2casgiutils demo", lifespan=_lifespan)
+app.mount("/c2c", c2casgiutils.app)
+
+# Starlette runs the last added middleware first: TrustedHost is added last so that it runs first.
+app.add_middleware(GZipMiddleware, minimum_size=1000)
+app.add_middleware(
+    CORSMiddleware,
+    allow_origins=["*"],
+    allow_credentials=False,  # "*" with credentials would let any site act with the user's cookies
+    allow_methods=["*"],
+    allow_headers=["*"],
+)
+app.add_middleware(
+    headers.ArmorHeaderMiddleware,
+    headers_config={
+        "http": {"headers": {"Strict-Transport-Security": None} if config.settings.http else {}},
+    },
+)
+if config.settings.proxy_headers.type != "none":
+    app.add_middleware(
+        headers.ForwardedHeadersMiddleware,
+        trusted_hosts=config.settings.proxy_headers.trusted_hosts,
+        headers_type=config.settings.proxy_headers.type,
+    )
+app.add_middleware(TrustedHostMiddleware, allowed_hosts=["*"])
+
+# Metrics on settings.prometheus.port (9000), safe with several workers (PROMETHEUS_MULTIPROC_DIR).
+c2c_prometheus.start_metrics_server()
+Instrumentator(should_instrument_requests_inprogress=True).instrument(app)
+
+
+class Liveness(health_checks.Check):
+    """The process answers: depends on no external service."""
+
+    async def check(self) -> health_checks.Result:
+        return health_checks.Result(status_code=200, payload={"pid": os.getpid()})
+
+
+health_checks.FACTORY.add(Liveness(tags=["liveness", "all"]))
+health_checks.FACTORY.add(health_checks.SQLAlchemy(Session=Session, tags=["readiness", "database", "all"]))
+health_checks.FACTORY.add(
+    health_checks.Alembic(
+        Session=Session, config_file=str(HERE / "alembic.ini"), tags=["readiness", "migrations", "database", "all"]
+    )
+)
+if config.settings.redis.url or config.settings.redis.sentinels:
+    health_checks.FACTORY.add(health_checks.Redis(tags=["readiness", "redis", "all"]))
+
+
+@app.get("/")
+async def hello(request: Request) -> dict[str, Any]:
+    """A hello route, with the process id to see which worker answered."""
+    return {"message": "Hello from the c2casgiutils demo", "pid": os.getpid(), "admin": "/c2c/"}
+
+
+@app.get("/echo")
+async def echo(message: str = "hello") -> list[dict[str, Any]]:
+    """Broadcast a message to every process of the service and list their answers."""
+    answers = await echo_handler(message=message) or []
+    return [
+        {"missing": True} if isinstance(answer, MissingAnswer) else answer.model_dump(mode="json")
+        for answer in answers
+    ]
+
+
+def main() -> None:
+    """Run the demo with uvicorn on 127.0.0.1:8080 (``DEMO_HOST``/``DEMO_PORT`` to change)."""
+    import uvicorn  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO)
+    uvicorn.run(
+        app, host=os.environ.get("DEMO_HOST", "127.0.0.1"), port=int(os.environ.get("DEMO_PORT", "8080"))
+    )
+
+
+if __name__ == "__main__":
+    main()
