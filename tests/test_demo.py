@@ -1,0 +1,174 @@
+"""The demo service as README runs it: real uvicorn processes, metrics summed over several workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.servers import RedisServer, free_port, wait_port
+
+ROOT = Path(__file__).parent.parent
+DEMO = ROOT / "examples" / "demo"
+
+
+class DemoServer:
+    def __init__(self, tmp_path: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        base = {k: v for k, v in os.environ.items() if not k.startswith("C2C__") and k != "PROMETHEUS_MULTIPROC_DIR"}
+        self.env = {
+            **base,
+            "C2C__PROMETHEUS__PORT": str(self.metrics_port),
+            "DEMO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}",
+            **(env or {}),
+        }
+        if workers > 1:
+            directory = tmp_path / "metrics"
+            directory.mkdir()
+            self.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(DEMO), "app:app", "--host", "127.0.0.1",
+             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5"],
+            env=self.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+        try:
+            wait_port(self.port, timeout=60)
+            self._wait_ready()
+        except Exception:
+            self.stop()
+            raise
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("the demo did not answer")
+
+    def metrics(self) -> str:
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        assert self.process.stdout is not None
+        return self.process.stdout.read().decode(errors="replace")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[DemoServer]:
+    server = DemoServer(tmp_path)
+    yield server
+    server.stop()
+
+
+def _request_total(metrics_text: str, handler: str) -> float:
+    total = 0.0
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "http_requests_total" and sample.labels.get("handler") == handler:
+                total += sample.value
+    return total
+
+
+def test_demo_serves_admin_page_health_and_metrics(demo: DemoServer) -> None:
+    page = httpx.get(demo.url + "/c2c/", timeout=10)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert "default-src" in page.headers["content-security-policy"]
+
+    health = httpx.get(demo.url + "/c2c/health_checks", timeout=30)
+    assert health.status_code == 200, health.text
+    names = {entity["name"] for entity in health.json()["entities"]}
+    assert {"Liveness", "SQLAlchemy", "Alembic"} <= names
+
+    for _ in range(3):
+        assert httpx.get(demo.url + "/", timeout=10).status_code == 200
+    families = {family.name: family for family in text_string_to_metric_families(demo.metrics())}
+    assert "http_requests" in families
+    assert _request_total(demo.metrics(), "/") >= 3
+
+    answers = httpx.get(demo.url + "/echo", params={"message": "hi"}, timeout=30).json()
+    assert answers == [
+        {"hostname": answers[0]["hostname"], "pid": answers[0]["pid"],
+         "payload": {"message": "Broadcast echo: hi", "pid": answers[0]["pid"]}}
+    ]
+
+
+def _spread_requests(url: str, minimum: int) -> tuple[int, set[int]]:
+    """Requests on fresh connections until both workers answered (bounded); returns (count, pids)."""
+    pids: set[int] = set()
+    count = 0
+    while count < minimum or (len(pids) < 2 and count < 400):
+        with httpx.Client(timeout=10) as client:  # new connection: the kernel picks a worker
+            response = client.get(url + "/")
+        assert response.status_code == 200
+        pids.add(response.json()["pid"])
+        count += 1
+    return count, pids
+
+
+@pytest.mark.slow
+def test_metrics_total_over_two_workers_survives_a_dead_worker(tmp_path: Path) -> None:
+    server = DemoServer(tmp_path, workers=2)
+    try:
+        # readiness probing in _wait_ready made requests too: count from the metrics themselves
+        before = _request_total(server.metrics(), "/")
+        count, pids = _spread_requests(server.url, 30)
+        assert len(pids) == 2, "requests never reached the second worker"
+        assert _request_total(server.metrics(), "/") == before + count
+
+        # A worker dies: its counters stay in the total, and the metrics port is still served.
+        os.kill(sorted(pids)[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        total: float | None = None
+        while time.monotonic() < deadline:
+            try:
+                total = _request_total(server.metrics(), "/")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert total == before + count
+    finally:
+        output = server.stop()
+    assert "Address already in use" not in output
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.slow
+def test_demo_with_redis_broadcasts_to_every_worker(tmp_path: Path, redis_server: RedisServer) -> None:
+    server = DemoServer(tmp_path, workers=2, env={"C2C__REDIS__URL": redis_server.url})
+    try:
+        health = httpx.get(server.url + "/c2c/health_checks", params={"tags": "redis"}, timeout=30)
+        assert health.status_code == 200, health.text
+        assert [entity["name"] for entity in health.json()["entities"]] == ["Redis"]
+        deadline = time.monotonic() + 30
+        answers: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:  # both workers must have subscribed
+            answers = httpx.get(server.url + "/echo", params={"message": "x"}, timeout=30).json()
+            if len(answers) == 2:
+                break
+            time.sleep(0.5)
+        assert len({answer["pid"] for answer in answers}) == 2
+    finally:
+        server.stop()
