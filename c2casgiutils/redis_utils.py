@@ -85,13 +85,20 @@ def _timeouts() -> dict[str, Any]:
     }
 
 
+def _retry() -> Any:
+    """Immediate retries only: redis-py's default backoff would make a call to a stopped Redis take seconds."""
+    retry_module = require("redis.asyncio.retry", "redis", "Redis support")
+    backoff_module = require("redis.backoff", "redis", "Redis support")
+    return retry_module.Retry(backoff_module.NoBackoff(), config.settings.redis.retries)
+
+
 def build() -> RedisClients | None:
     """Build new clients from the settings (None when Redis is not configured)."""
     redis_settings = config.settings.redis
     if not is_configured():
         return None
     redis_asyncio = require("redis.asyncio", "redis", "Redis support")
-    options = {**_timeouts(), **redis_settings.options}
+    options = {**_timeouts(), "retry": _retry(), **redis_settings.options}
     if redis_settings.sentinels:
         sentinel_module = require("redis.asyncio.sentinel", "redis", "Redis Sentinel support")
         if not redis_settings.servicename:
