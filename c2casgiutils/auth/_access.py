@@ -1,0 +1,314 @@
+"""FastAPI dependencies: who is calling (:func:`get_auth`) and may they (:func:`require_admin_access`...).
+
+Credentials, in order: the test user (when configured), a presented credential (``X-API-Key`` header,
+``Authorization: Bearer`` with the secret or a GitHub token, or the discouraged ``?secret=`` query
+parameter), then the login cookie. A presented credential that is wrong counts as a failed attempt for
+the rate limit; it is never silently replaced by the cookie.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, overload
+
+from fastapi import Depends, HTTPException, Request, Response, status
+
+from c2casgiutils import config
+from c2casgiutils.auth import _github, _rate_limit, _session
+from c2casgiutils.auth._configuration import HOW_TO_OPEN, auth_type, github_enabled, secret_enabled
+from c2casgiutils.auth._models import AuthConfig, AuthenticationType, AuthInfo, AuthMethod, UserInfo
+from c2casgiutils.config import GitHubAccessType
+
+_LOGGER = logging.getLogger(__name__)
+
+_FAILURE_STATE_KEY = "c2c_auth_failure"
+
+
+def github_error_to_http(error: _github.GitHubError) -> HTTPException:
+    """Report a GitHub failure as what it is (502/503 with the reason), not as "no access"."""
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return HTTPException(error.status_code, detail=error.message, headers=headers)
+
+
+def _secret_matches(candidate: str) -> bool:
+    expected = config.settings.auth.secret
+    if not expected:
+        return False
+    return hmac.compare_digest(candidate.encode(), expected.encode())
+
+
+def _bearer_token(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _test_user() -> AuthInfo:
+    username = config.settings.auth.test.username or "test"
+    return AuthInfo(
+        is_logged_in=True,
+        type=AuthMethod.TEST,
+        user=UserInfo(login=username, display_name=username),
+    )
+
+
+def _fail(request: Request, reason: str) -> AuthInfo:
+    _rate_limit.record_failure(request)
+    request.state.__setattr__(_FAILURE_STATE_KEY, reason)
+    _LOGGER.info("Failed authentication from %s: %s", _rate_limit.client_key(request), reason)
+    return AuthInfo(is_logged_in=False)
+
+
+async def _github_bearer(request: Request, token: str) -> AuthInfo:
+    try:
+        user = await _github.get_user(token)
+    except _github.GitHubTokenRejectedError:
+        return _fail(request, "GitHub rejected the bearer token")
+    except _github.GitHubError as error:
+        raise github_error_to_http(error) from error
+    return AuthInfo(
+        is_logged_in=True,
+        type=AuthMethod.GITHUB_BEARER,
+        user=UserInfo(login=user.login, display_name=user.name, url=user.html_url, token=token),
+    )
+
+
+async def get_auth(request: Request, response: Response) -> AuthInfo:
+    """FastAPI dependency: the authentication of the current request (never raises for "not logged in").
+
+    Raises 429 when the client presents a credential after too many failures, and 502/503 when GitHub
+    cannot validate a bearer token.
+    """
+    if auth_type() == AuthenticationType.TEST:
+        return _test_user()
+
+    api_key = request.headers.get("x-api-key") or None
+    bearer = _bearer_token(request)
+    query_secret = request.query_params.get("secret") or None
+
+    if api_key is not None or bearer is not None or query_secret is not None:
+        _rate_limit.ensure_not_blocked(request)
+        candidate = api_key or bearer or query_secret
+        assert candidate is not None
+        if secret_enabled() and _secret_matches(candidate):
+            if api_key is None and bearer is None:
+                # A login link (?secret=): keep the login in a cookie so the next pages work too.
+                _session.write_secret_login(request, response)
+            return AuthInfo(is_logged_in=True, type=AuthMethod.SECRET)
+        if api_key is None and bearer is not None and github_enabled():
+            return await _github_bearer(request, bearer)
+        return _fail(request, "wrong secret" if secret_enabled() else "no secret authentication is configured")
+
+    try:
+        return await _session.read_login(request, response)
+    except _github.GitHubError as error:
+        raise github_error_to_http(error) from error
+
+
+def _login_hint(request: Request) -> str:
+    del request
+    ways = []
+    if secret_enabled():
+        ways.append("log in at auth/login or send the secret in the X-API-Key or Authorization: Bearer header")
+    if github_enabled():
+        ways.append("log in with GitHub at auth/github/login or send a GitHub token as Authorization: Bearer")
+    return "; or ".join(ways)
+
+
+def raise_not_logged_in(request: Request) -> None:
+    """Raise the right error for a request without a valid login: 403 if nothing is configured, else 401."""
+    if auth_type() == AuthenticationType.NONE:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"Admin tools are closed because no authentication is configured: {HOW_TO_OPEN}",
+        )
+    failure = getattr(request.state, _FAILURE_STATE_KEY, None)
+    reason = f"Authentication failed ({failure})" if failure else "Authentication required"
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=f"{reason}: {_login_hint(request)}",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _github_has(auth_info: AuthInfo, repository: str, access: GitHubAccessType) -> bool:
+    permissions = await _github.get_permissions(auth_info.user.token, repository)
+    return permissions.get(access.value, False)
+
+
+def admin_config() -> AuthConfig:
+    """What admin access requires, from the settings."""
+    github = config.settings.auth.github
+    return AuthConfig(
+        github_repository=github.repository, github_access_type=github.access_type_admin or github.access_type
+    )
+
+
+def read_only_config() -> AuthConfig:
+    """What read-only access requires, from the settings."""
+    github = config.settings.auth.github
+    return AuthConfig(github_repository=github.repository, github_access_type=github.access_type_read_only)
+
+
+def read_write_config() -> AuthConfig:
+    """What read-write access requires, from the settings."""
+    github = config.settings.auth.github
+    return AuthConfig(github_repository=github.repository, github_access_type=github.access_type_read_write)
+
+
+class AccessContext:
+    """The authentication of one request and the checks on it; inject it with ``Depends(get_access_context)``.
+
+    ``check_*`` answer a bool; ``require_*`` raise 401 (not logged in), 403 (no permission), or 502/503
+    (GitHub failed or is rate limited).
+    """
+
+    def __init__(self, auth_info: AuthInfo, request: Request, response: Response) -> None:
+        self.auth_info = auth_info
+        self.request = request
+        self.response = response
+
+    async def _check(self, auth_config: AuthConfig) -> bool:
+        info = self.auth_info
+        if not info.is_logged_in:
+            return False
+        if info.type in (AuthMethod.SECRET, AuthMethod.TEST):
+            return True
+        github = config.settings.auth.github
+        repository = auth_config.github_repository or github.repository
+        if not repository or not info.user.token:
+            return False
+        admin = admin_config()
+        try:
+            allowed = await _github_has(info, repository, auth_config.required_access_type(github.access_type))
+            if not allowed and admin.github_repository and admin != auth_config:
+                # Admins of the configured repository have every access.
+                allowed = await _github_has(
+                    info, admin.github_repository, admin.required_access_type(github.access_type)
+                )
+        except _github.GitHubTokenRejectedError:
+            # The token was revoked or expired on GitHub's side: the session is over.
+            if info.type == AuthMethod.GITHUB_OAUTH:
+                _session.clear_login(self.request, self.response)
+            self.auth_info = AuthInfo(is_logged_in=False)
+            self.request.state.__setattr__(_FAILURE_STATE_KEY, "GitHub rejected the token: log in again")
+            return False
+        return allowed
+
+    async def check_access(self, auth_config: AuthConfig) -> bool:
+        """Whether the user has the access ``auth_config`` describes (admins have every access)."""
+        try:
+            return await self._check(auth_config)
+        except _github.GitHubError as error:
+            raise github_error_to_http(error) from error
+
+    async def check_admin_access(self) -> bool:
+        """Whether the user has admin access."""
+        return await self.check_access(admin_config())
+
+    async def check_read_only_access(self) -> bool:
+        """Whether the user has read-only access."""
+        return await self.check_access(read_only_config())
+
+    async def check_read_write_access(self) -> bool:
+        """Whether the user has read-write access."""
+        return await self.check_access(read_write_config())
+
+    async def require_access(self, auth_config: AuthConfig, what: str = "this resource") -> None:
+        """Raise unless the user has the access ``auth_config`` describes."""
+        if await self.check_access(auth_config):
+            return
+        if not self.auth_info.is_logged_in:
+            raise_not_logged_in(self.request)
+        github = config.settings.auth.github
+        repository = auth_config.github_repository or github.repository
+        needed = auth_config.required_access_type(github.access_type).value
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"You don't have access to {what}: the GitHub user {self.auth_info.user.login!r} needs "
+            f"the {needed!r} permission on {repository}",
+        )
+
+    async def require_admin_access(self) -> None:
+        """Raise unless the user has admin access."""
+        await self.require_access(admin_config(), "the admin tools")
+
+    async def require_read_only_access(self) -> None:
+        """Raise unless the user has read-only access."""
+        await self.require_access(read_only_config())
+
+    async def require_read_write_access(self) -> None:
+        """Raise unless the user has read-write access."""
+        await self.require_access(read_write_config())
+
+
+async def get_access_context(
+    auth_info: Annotated[AuthInfo, Depends(get_auth)], request: Request, response: Response
+) -> AccessContext:
+    """FastAPI dependency giving the :class:`AccessContext` of the request."""
+    return AccessContext(auth_info, request, response)
+
+
+async def auth_required(auth_info: Annotated[AuthInfo, Depends(get_auth)], request: Request) -> None:
+    """FastAPI dependency: any valid login (401 otherwise; 403 when no authentication is configured)."""
+    if not auth_info.is_logged_in:
+        raise_not_logged_in(request)
+
+
+async def require_admin_access(context: Annotated[AccessContext, Depends(get_access_context)]) -> None:
+    """FastAPI dependency: admin access (the admin tools use it)."""
+    await context.require_admin_access()
+
+
+async def require_read_only_access(context: Annotated[AccessContext, Depends(get_access_context)]) -> None:
+    """FastAPI dependency: read-only access."""
+    await context.require_read_only_access()
+
+
+async def require_read_write_access(context: Annotated[AccessContext, Depends(get_access_context)]) -> None:
+    """FastAPI dependency: read-write access."""
+    await context.require_read_write_access()
+
+
+AccessDependency = Callable[[AccessContext], Awaitable[None]]
+
+
+@overload
+def require_access(auth_config: AuthConfig, /) -> AccessDependency: ...
+
+
+@overload
+def require_access(
+    auth_info: AuthInfo, auth_config: AuthConfig, request: Request, response: Response, /
+) -> Awaitable[None]: ...
+
+
+def require_access(*args: Any) -> AccessDependency | Awaitable[None]:
+    """A dependency requiring the access ``auth_config`` describes: ``Depends(require_access(AuthConfig(...)))``.
+
+    The reference's call form ``await require_access(auth_info, auth_config, request, response)`` works too.
+    """
+    if len(args) == 1 and isinstance(args[0], AuthConfig):
+        auth_config: AuthConfig = args[0]
+
+        async def dependency(context: Annotated[AccessContext, Depends(get_access_context)]) -> None:
+            await context.require_access(auth_config)
+
+        return dependency
+    if len(args) == 4 and isinstance(args[0], AuthInfo) and isinstance(args[1], AuthConfig):
+        return AccessContext(args[0], args[2], args[3]).require_access(args[1])
+    raise TypeError("use require_access(AuthConfig(...)) or require_access(auth_info, auth_config, request, response)")
+
+
+async def has_admin_access(request: Request) -> bool:
+    """Whether the request has admin access; never raises (GitHub failures and rate limits count as no)."""
+    response = Response()
+    try:
+        auth_info = await get_auth(request, response)
+        return await AccessContext(auth_info, request, response).check_admin_access()
+    except HTTPException as error:
+        _LOGGER.info("Admin access not granted: %s", error.detail)
+        return False
