@@ -1,9 +1,305 @@
-"""Logging levels tool (filled in by the broadcast issue)."""
+"""Logging levels tool: read a logger's level, and change it in every process at once.
 
-from fastapi import APIRouter
+``POST /logging/level`` stores the override (Redis under ``tools.logging.redis_prefix``, or this process's
+memory without Redis) and applies it everywhere through the broadcast; every process restores the stored
+overrides at start-up and after each reconnection to Redis. All the routes require admin access.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from pydantic import BaseModel, Field, field_validator
+
+from c2casgiutils import auth, broadcast, config, redis_utils
+from c2casgiutils.broadcast.types import BroadcastResponse, ErrorAnswer, MissingAnswer
+
+_LOGGER = logging.getLogger(__name__)
+
+LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "NOTSET")
+ROOT = "root"
+BROADCAST_CHANNEL = "c2c_logging_level"
+_NAME_MAX_LENGTH = 200
+
+router = APIRouter(dependencies=[Depends(auth.require_admin_access)])
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+class LevelResponse(BaseModel):
+    """The level of one logger in the process that answered the request."""
+
+    name: str = Field(description="Logger name ('root' for the root logger)")
+    level: str = Field(description="Level set on the logger itself (NOTSET: inherited)")
+    effective_level: str = Field(description="Level in effect, after inheritance")
+
+
+class SetLevelRequest(BaseModel):
+    """A level to apply to a logger in every process."""
+
+    name: str = Field(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name ('root' for the root)")
+    level: str = Field(description=f"One of {', '.join(LEVELS)} (case-insensitive)")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        return _check_logger_name(value)
+
+    @field_validator("level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        normalized = value.strip().upper()
+        if normalized not in LEVELS:
+            raise ValueError(f"invalid level {value!r}: accepted levels are {', '.join(LEVELS)}")
+        return normalized
+
+
+class ProcessAnswer(BaseModel):
+    """How one process applied the change."""
+
+    hostname: str | None = None
+    pid: int | None = None
+    status: Literal["ok", "timeout", "error"]
+    message: str | None = None
+    level: str | None = None
+    effective_level: str | None = None
+
+
+class LevelChangeResponse(LevelResponse):
+    """The result of a change: the level here, and the answer of every process."""
+
+    processes: list[ProcessAnswer] = Field(description="One entry per process that received the change")
+
+
+class OverrideResponse(BaseModel):
+    """One stored override."""
+
+    name: str
+    level: str
+
+
+class OverridesResponse(BaseModel):
+    """The stored overrides, restored by every process at start-up."""
+
+    overrides: list[OverrideResponse]
+
+
+# ---------------------------------------------------------------------------------------------- loggers
+
+
+def _check_logger_name(value: str) -> str:
+    name = value.strip()
+    if not name or not name.isprintable():
+        raise ValueError("a logger name is a non-empty printable string ('root' for the root logger)")
+    return name
+
+
+def _logger(name: str) -> logging.Logger:
+    return logging.getLogger() if name == ROOT else logging.getLogger(name)
+
+
+def _state(name: str) -> LevelResponse:
+    logger = _logger(name)
+    return LevelResponse(
+        name=name,
+        level=logging.getLevelName(logger.level),
+        effective_level=logging.getLevelName(logger.getEffectiveLevel()),
+    )
+
+
+# Level of each logger before this process applied an override, to put it back when the override goes.
+_ORIGINAL_LEVELS: dict[str, int] = {}
+
+
+def _apply_override(name: str, level: str | None) -> LevelResponse:
+    """Set (or, with None, remove) an override in this process; the broadcast handler."""
+    name = _check_logger_name(name)
+    logger = _logger(name)
+    if level is None:
+        if name in _ORIGINAL_LEVELS:
+            logger.setLevel(_ORIGINAL_LEVELS.pop(name))
+    else:
+        if level not in LEVELS:
+            raise ValueError(f"invalid level {level!r}: accepted levels are {', '.join(LEVELS)}")
+        _ORIGINAL_LEVELS.setdefault(name, logger.level)
+        logger.setLevel(level)
+    return _state(name)
+
+
+ApplyEverywhere = Callable[..., Coroutine[Any, Any, list[BroadcastResponse[LevelResponse] | MissingAnswer]]]
+_apply_everywhere: ApplyEverywhere | None = None
+
+
+async def _everywhere() -> ApplyEverywhere:
+    global _apply_everywhere  # noqa: PLW0603 - set once, when the broadcast is first needed
+    if _apply_everywhere is None:
+        _apply_everywhere = await broadcast.decorate(_apply_override, channel=BROADCAST_CHANNEL, expect_answers=True)
+    return _apply_everywhere
+
+
+def _process_answer(answer: BroadcastResponse[LevelResponse] | MissingAnswer) -> ProcessAnswer:
+    if isinstance(answer, BroadcastResponse):
+        return ProcessAnswer(
+            hostname=answer.hostname,
+            pid=answer.pid,
+            status="ok",
+            level=answer.payload.level,
+            effective_level=answer.payload.effective_level,
+        )
+    if isinstance(answer, ErrorAnswer):
+        message = f"{answer.error_type}: {answer.message}"
+        return ProcessAnswer(hostname=answer.hostname, pid=answer.pid, status="error", message=message)
+    return ProcessAnswer(hostname=answer.hostname, pid=answer.pid, status="timeout", message=answer.message)
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+# Overrides of this process when no Redis is configured.
+_MEMORY_OVERRIDES: dict[str, str] = {}
+
+
+def _redis_key(name: str) -> str:
+    return config.settings.tools.logging.redis_prefix + name
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+async def _store(name: str, level: str | None) -> None:
+    clients = redis_utils.get()
+    if clients is None:
+        if level is None:
+            _MEMORY_OVERRIDES.pop(name, None)
+        else:
+            _MEMORY_OVERRIDES[name] = level
+        return
+    if level is None:
+        await clients.master.delete(_redis_key(name))
+    else:
+        await clients.master.set(_redis_key(name), level)
+
+
+async def _stored_overrides() -> dict[str, str]:
+    clients = redis_utils.get()
+    if clients is None:
+        return dict(_MEMORY_OVERRIDES)
+    prefix = config.settings.tools.logging.redis_prefix
+    keys = [key async for key in clients.replica.scan_iter(match=_glob_escape(prefix) + "*", count=500)]
+    if not keys:
+        return {}
+    values = await clients.replica.mget(keys)
+    overrides: dict[str, str] = {}
+    for key, value in zip(keys, values, strict=True):
+        if value is None:
+            continue  # deleted between SCAN and MGET
+        name = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
+        level = (value.decode() if isinstance(value, bytes) else str(value)).upper()
+        if level in LEVELS and name:
+            overrides[name] = level
+        else:
+            _LOGGER.warning("Ignored the invalid logging override %r=%r in Redis", name, level)
+    return overrides
+
+
+def _is_redis_error(error: Exception) -> bool:
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    return redis_exceptions is not None and isinstance(error, redis_exceptions.RedisError)
+
+
+@contextlib.contextmanager
+def _unavailable_as_503() -> Iterator[None]:
+    """Redis down: a clear 503, nothing half-done hidden."""
+    try:
+        yield
+    except Exception as error:
+        if isinstance(error, broadcast.BroadcastUnavailableError | OSError) or _is_redis_error(error):
+            raise HTTPException(
+                503, f"Redis {redis_utils.describe()} is unavailable: {type(error).__name__}: {error}"
+            ) from None
+        raise
+
+
+async def restore_overrides() -> None:
+    """Make this process match the stored overrides (applied ones, and removed ones put back)."""
+    overrides = await _stored_overrides()
+    for name in set(_ORIGINAL_LEVELS) - set(overrides):
+        _apply_override(name, None)
+    for name, level in overrides.items():
+        _apply_override(name, level)
+    if overrides:
+        _LOGGER.info("Restored %d logging override(s): %s", len(overrides), overrides)
+
+
+async def _restore_logged() -> None:
+    try:
+        await restore_overrides()
+    except Exception as error:
+        _LOGGER.warning("Could not restore the logging overrides from Redis %s: %s", redis_utils.describe(), error)
 
 
 async def startup() -> None:
-    """Restore the logging overrides stored in Redis."""
+    """Subscribe the level handler and restore the stored overrides (and again after each Redis reconnection)."""
+    await _everywhere()
+    broadcast.on_connected(_restore_logged)
+    await _restore_logged()
+
+
+# ---------------------------------------------------------------------------------------------- routes
+
+
+@router.get("/logging/level")
+async def get_level(
+    name: Annotated[str, Query(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name, or 'root'")],
+) -> LevelResponse:
+    """The level of a logger in the process that serves this request."""
+    try:
+        name = _check_logger_name(name)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+    return _state(name)
+
+
+@router.post("/logging/level")
+async def set_level(request: SetLevelRequest) -> LevelChangeResponse:
+    """Store an override and apply it in every process; the answer lists each process."""
+    previous = _state(request.name)
+    with _unavailable_as_503():
+        await _store(request.name, request.level)
+        answers = await (await _everywhere())(name=request.name, level=request.level)
+    _LOGGER.info("Logging level of %s changed from %s to %s", request.name, previous.level, request.level)
+    return LevelChangeResponse(**_state(request.name).model_dump(), processes=[_process_answer(a) for a in answers])
+
+
+@router.get("/logging/overrides")
+async def list_overrides() -> OverridesResponse:
+    """The stored overrides."""
+    with _unavailable_as_503():
+        overrides = await _stored_overrides()
+    return OverridesResponse(
+        overrides=[OverrideResponse(name=name, level=level) for name, level in sorted(overrides.items())]
+    )
+
+
+@router.delete("/logging/overrides/{name}")
+async def delete_override(
+    name: Annotated[str, Path(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name, or 'root'")],
+) -> LevelChangeResponse:
+    """Remove an override: every process puts the logger back to its level from before the override."""
+    try:
+        name = _check_logger_name(name)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+    with _unavailable_as_503():
+        if name not in await _stored_overrides():
+            raise HTTPException(404, f"no logging override for {name!r}")
+        await _store(name, None)
+        answers = await (await _everywhere())(name=name, level=None)
+    _LOGGER.info("Logging override of %s removed", name)
+    return LevelChangeResponse(**_state(name).model_dump(), processes=[_process_answer(a) for a in answers])
