@@ -1,0 +1,338 @@
+"""ForwardedHeadersMiddleware: apply the scheme, host, prefix and client address given by a trusted proxy.
+
+Only a request whose direct peer (``scope["client"]``) is a trusted proxy is rewritten. The original client
+is the right-most address of ``X-Forwarded-For`` (or ``Forwarded: for=``) that is not a trusted proxy: every
+proxy appends the address it received the request from, so entries left of the first untrusted hop were
+written by the client and are ignored. Scheme, host, port and prefix are taken from the same hop.
+Malformed values are ignored: they never raise, never rewrite anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_LOGGER = logging.getLogger(__name__)
+
+HeadersType = Literal["x-forwarded", "forwarded", "none"]
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
+_MAX_HEADER_LENGTH = 4096  # longer forwarded values are ignored (no quadratic work on hostile input)
+_MAX_HOPS = 32
+_PREFIX = b"x-forwarded-prefix"
+_MAX_CACHED_PEERS = 4096
+_HOST_RE = re.compile(
+    r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])(?::(?P<port>\d{1,5}))?$"
+)
+_PREFIX_RE = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:@%-]+)+/?$")
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+# One forwarded-pair (RFC 7239 section 4): token "=" ( token / quoted-string ).
+_PAIR_RE = re.compile(rf"\s*({_TCHARS})=({_TCHARS}|\"(?:[^\"\\\x00-\x1f\x7f]|\\[\x20-\x7e])*\")\s*")
+_NODE_RE = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<ipv4>[0-9.]+))(?::(?P<port>\d{1,5}|_[A-Za-z0-9._-]+))?$")
+
+
+class TrustedProxies:
+    """The proxies whose forwarded headers are believed: IP addresses, CIDR networks, or ``*`` for any."""
+
+    def __init__(self, trusted_hosts: list[str] | str) -> None:
+        items = trusted_hosts.split(",") if isinstance(trusted_hosts, str) else list(trusted_hosts)
+        items = [item.strip() for item in items if item.strip()]
+        self.trust_all = "*" in items
+        self._networks: list[_IPNetwork] = []
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                self._networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"trusted_hosts: {item!r} is not an IP address, a CIDR network (e.g. 10.0.0.0/8) or '*'"
+                ) from None
+        self._cache: dict[str, bool] = {}
+
+    def address(self, address: _IPAddress) -> bool:
+        if self.trust_all:
+            return True
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self._networks)
+
+    def __contains__(self, host: object) -> bool:
+        """Whether the peer ``host`` (a string from ``scope["client"]``) is trusted; cached per host."""
+        if self.trust_all:
+            return True
+        if not isinstance(host, str):
+            return False
+        trusted = self._cache.get(host)
+        if trusted is None:
+            try:
+                trusted = self.address(ipaddress.ip_address(host))
+            except ValueError:
+                trusted = False
+            if len(self._cache) >= _MAX_CACHED_PEERS:
+                self._cache.clear()
+            self._cache[host] = trusted
+        return trusted
+
+
+@dataclass(slots=True)
+class _Hop:
+    """What one proxy hop tells about the request it received."""
+
+    client: tuple[str, int] | None = None
+    proto: str | None = None
+    host: str | None = None
+    port: int | None = None
+    prefix: str | None = None
+
+
+def _parse_node(value: str) -> tuple[str, int] | None:
+    """An address from ``for=`` or X-Forwarded-For: ``ip``, ``ip:port``, ``[ipv6]:port``; else None."""
+    value = value.strip()
+    try:
+        return str(ipaddress.ip_address(value)), 0
+    except ValueError:
+        pass
+    match = _NODE_RE.match(value)
+    if match is None:
+        return None
+    try:
+        address = ipaddress.ip_address(match["ipv6"] or match["ipv4"])
+    except ValueError:
+        return None
+    port_text = match["port"]
+    port = int(port_text) if port_text and port_text.isdigit() else 0
+    return (str(address), port) if port <= 65535 else None
+
+
+def _parse_forwarded(value: str) -> list[dict[str, str]] | None:
+    """Parse RFC 7239 ``Forwarded``: a list of elements of ``name=value`` pairs; None if malformed."""
+    elements: list[dict[str, str]] = []
+    position = 0
+    element: dict[str, str] = {}
+    while True:
+        match = _PAIR_RE.match(value, position)
+        if match is None:
+            return None
+        name, raw = match[1].lower(), match[2]
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        if name in element:
+            return None  # a parameter twice in one element is invalid (RFC 7239 section 4)
+        element[name] = raw
+        position = match.end()
+        if position == len(value):
+            elements.append(element)
+            return elements
+        separator = value[position]
+        position += 1
+        if separator == ",":
+            elements.append(element)
+            element = {}
+            if len(elements) >= _MAX_HOPS:
+                return None
+        elif separator != ";":
+            return None
+
+
+def _valid_proto(value: str | None) -> str | None:
+    if value is None:
+        return None
+    proto = value.strip().lower()
+    return proto if proto in _DEFAULT_PORTS else None
+
+
+def _valid_port(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 5:
+        return None
+    port = int(text)
+    return port if 0 < port <= 65535 else None
+
+
+def _split_host(value: str | None) -> tuple[str, int | None] | None:
+    """A forwarded host as ``(host, port or None)``; None for anything that is not a plain host[:port]."""
+    if value is None:
+        return None
+    match = _HOST_RE.match(value.strip())
+    if match is None:
+        return None
+    if match["ipv6"] is not None:
+        try:
+            host = ipaddress.IPv6Address(match["ipv6"]).compressed
+        except ValueError:
+            return None
+    else:
+        host = match["host"].lower()
+    port: int | None = None
+    if match["port"] is not None:
+        port = _valid_port(match["port"])
+        if port is None:
+            return None
+    return host, port
+
+
+def _valid_prefix(value: str | None) -> str | None:
+    if value is None:
+        return None
+    prefix = value.strip()
+    if not _PREFIX_RE.match(prefix) or "//" in prefix or "/../" in f"{prefix}/" or "/./" in f"{prefix}/":
+        return None
+    return prefix.rstrip("/")
+
+
+def _pick(values: list[str], hops: int) -> str | None:
+    """The value written by the outermost trusted proxy, out of a list each proxy may have appended to."""
+    if not values:
+        return None
+    return values[max(0, len(values) - hops)]
+
+
+def _split_list(raw: list[bytes]) -> list[str] | None:
+    text = ",".join(value.decode("latin-1") for value in raw)
+    if len(text) > _MAX_HEADER_LENGTH:
+        return None
+    items = [item.strip() for item in text.split(",")]
+    return items if len(items) <= _MAX_HOPS else None
+
+
+class ForwardedHeadersMiddleware:
+    """Rewrite scheme, server, Host, root path and client from the headers of a trusted reverse proxy.
+
+    ``headers_type`` picks the headers: ``"x-forwarded"`` (X-Forwarded-For/Proto/Host/Port/Prefix) or
+    ``"forwarded"`` (RFC 7239 ``Forwarded``, plus X-Forwarded-Prefix that it cannot express); ``"none"``
+    passes requests through. ``trusted_hosts`` are IP addresses or CIDR networks (a list or a comma string),
+    ``"*"`` trusts every peer (then a client can choose its own address: use it only behind a proxy that
+    overwrites the headers).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        trusted_hosts: list[str] | str = "127.0.0.1",
+        headers_type: HeadersType = "x-forwarded",
+    ) -> None:
+        if headers_type not in ("x-forwarded", "forwarded", "none"):
+            raise ValueError(f"headers_type: expected 'x-forwarded', 'forwarded' or 'none', got {headers_type!r}")
+        self.app = app
+        self.headers_type = headers_type
+        self.trusted_hosts = TrustedProxies(trusted_hosts)
+        self._wanted = frozenset(
+            (b"forwarded", _PREFIX)
+            if headers_type == "forwarded"
+            else (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", _PREFIX)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.headers_type != "none" and scope["type"] in ("http", "websocket"):
+            client = scope.get("client")
+            if client and client[0] in self.trusted_hosts:
+                scope = self._rewrite(scope)
+        await self.app(scope, receive, send)
+
+    def _collect(self, scope: Scope) -> dict[bytes, list[bytes]]:
+        wanted = self._wanted
+        found: dict[bytes, list[bytes]] = {}
+        for key, value in scope["headers"]:
+            name = bytes(key).lower()
+            if name in wanted:
+                found.setdefault(name, []).append(bytes(value))
+        return found
+
+    def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop | None:
+        text = b",".join(raw).decode("latin-1")
+        if len(text) > _MAX_HEADER_LENGTH:
+            return None
+        elements = _parse_forwarded(text)
+        if not elements:
+            return None
+        chosen = 0
+        for index in range(len(elements) - 1, -1, -1):
+            node = _parse_node(elements[index].get("for", ""))
+            if node is None or not self.trusted_hosts.address(ipaddress.ip_address(node[0])):
+                chosen = index
+                break
+        element = elements[chosen]
+        hop = _Hop(client=_parse_node(element.get("for", "")), proto=_valid_proto(element.get("proto")))
+        host = _split_host(element.get("host"))
+        if host is not None:
+            hop.host, hop.port = host
+        return hop
+
+    def _hop_from_x_forwarded(self, found: dict[bytes, list[bytes]]) -> _Hop:
+        hop = _Hop()
+        hops = 1  # proxies that appended to the lists; the direct peer is the first
+        addresses = _split_list(found.get(b"x-forwarded-for", []))
+        if addresses:
+            chosen = 0
+            for index in range(len(addresses) - 1, -1, -1):
+                node = _parse_node(addresses[index])
+                if node is None or not self.trusted_hosts.address(ipaddress.ip_address(node[0])):
+                    chosen = index
+                    break
+            hops = len(addresses) - chosen
+            hop.client = _parse_node(addresses[chosen])
+        protos = _split_list(found.get(b"x-forwarded-proto", []))
+        hop.proto = _valid_proto(_pick(protos or [], hops))
+        host = _split_host(_pick(_split_list(found.get(b"x-forwarded-host", [])) or [], hops))
+        if host is not None:
+            hop.host, hop.port = host
+        if hop.port is None:
+            hop.port = _valid_port(_pick(_split_list(found.get(b"x-forwarded-port", [])) or [], hops))
+        hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix", [])) or [], hops))
+        return hop
+
+    def _rewrite(self, scope: Scope) -> Scope:
+        found = self._collect(scope)
+        if not found:
+            return scope
+        if self.headers_type == "forwarded":
+            hop = (self._hop_from_forwarded(found[b"forwarded"]) if b"forwarded" in found else None) or _Hop()
+            # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
+            hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix", [])) or [], 1))
+        else:
+            hop = self._hop_from_x_forwarded(found)
+        if hop.host is None and hop.port is not None:
+            # Only a port was forwarded: keep the host the proxy passed on.
+            current = _split_host(next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"host"), None))
+            if current is not None:
+                hop.host = current[0]
+        if hop == _Hop():
+            return scope
+
+        scope = dict(scope)  # outer middlewares keep seeing what the server sent
+        scheme: str = scope.get("scheme", "http")
+        if hop.proto is not None:
+            websocket = scope["type"] == "websocket"
+            scheme = _WEBSOCKET_SCHEMES[hop.proto] if websocket else _HTTP_SCHEMES[hop.proto]
+            scope["scheme"] = scheme
+        if hop.host is not None:
+            default_port = _DEFAULT_PORTS.get(scheme, 80)
+            port = hop.port if hop.port is not None else default_port
+            scope["server"] = (hop.host, port)
+            host_text = f"[{hop.host}]" if ":" in hop.host else hop.host
+            if port != default_port:
+                host_text = f"{host_text}:{port}"
+            scope["headers"] = [(b"host", host_text.encode("ascii"))] + [
+                (key, value) for key, value in scope["headers"] if bytes(key).lower() != b"host"
+            ]
+        if hop.client is not None:
+            scope["client"] = hop.client
+        if hop.prefix:
+            # ASGI: path includes root_path; Starlette strips root_path to route and adds it back in url_for.
+            scope["root_path"] = hop.prefix + scope.get("root_path", "")
+            scope["path"] = hop.prefix + scope["path"]
+            if scope.get("raw_path") is not None:
+                scope["raw_path"] = hop.prefix.encode("ascii") + bytes(scope["raw_path"])
+        return scope

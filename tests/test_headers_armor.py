@@ -1,0 +1,523 @@
+"""ArmorHeaderMiddleware through real requests (Starlette TestClient): defaults, matchers, values, nonces, ASGI."""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import re
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI, Request, Response, WebSocket
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from c2casgiutils import headers
+from c2casgiutils.headers import CSP_NONCE, ArmorHeaderMiddleware, HeadersConfigError
+
+SECURITY_HEADERS = (
+    "content-security-policy",
+    "x-frame-options",
+    "strict-transport-security",
+    "x-content-type-options",
+    "referrer-policy",
+    "permissions-policy",
+    "x-dns-prefetch-control",
+    "origin-agent-cluster",
+    "cross-origin-embedder-policy",
+    "cross-origin-opener-policy",
+    "cross-origin-resource-policy",
+)
+PUBLIC = {"host": "example.com"}
+
+
+def make_app(**armor: Any) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    @app.get("/page", response_class=HTMLResponse)
+    async def page(request: Request) -> str:
+        return f"<script nonce='{request.state.nonce}'></script>"
+
+    @app.get("/nonce")
+    async def nonce(request: Request) -> dict[str, str]:
+        return {"nonce": request.state.nonce}
+
+    @app.api_route("/api/item", methods=["GET", "POST", "DELETE"])
+    async def item(request: Request) -> Response:
+        return Response(await request.body(), media_type="application/octet-stream")
+
+    @app.get("/status/{code}")
+    async def status(code: int) -> Response:
+        return PlainTextResponse("x", status_code=code, headers={"X-Powered-By": "app", "Cache-Control": "no-store"})
+
+    app.add_middleware(ArmorHeaderMiddleware, **armor)
+    return app
+
+
+def client(app: Any, **kwargs: Any) -> TestClient:
+    return TestClient(app, base_url="http://example.com", **kwargs)
+
+
+def csp_directives(value: str) -> dict[str, list[str]]:
+    result = {}
+    for directive in value.split(";"):
+        name, *sources = directive.split()
+        result[name] = sources
+    return result
+
+
+# --- defaults -----------------------------------------------------------------------------------------------
+
+
+def test_default_headers_on_a_json_route() -> None:
+    response = client(make_app()).get("/hello", headers=PUBLIC)
+    assert response.status_code == 200
+    for name in SECURITY_HEADERS:
+        assert name in response.headers, name
+    assert csp_directives(response.headers["content-security-policy"]) == {
+        "default-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+    }
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["strict-transport-security"].startswith("max-age=31536000")
+    assert response.headers["permissions-policy"].startswith("geolocation=(), microphone=()")
+    assert "expect-ct" not in response.headers  # obsolete: browsers ignore it
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8080", "app.localhost", "127.0.0.1:8000", "[::1]:8000"])
+@pytest.mark.parametrize("path", ["/hello", "/page"])
+def test_no_hsts_for_localhost_whatever_the_content_type(host: str, path: str) -> None:
+    response = client(make_app()).get(path, headers={"host": host})
+    assert "strict-transport-security" not in response.headers
+    assert "content-security-policy" in response.headers
+
+
+def test_no_hsts_when_settings_http(settings: Any) -> None:
+    app = make_app()
+    assert "strict-transport-security" in client(app).get("/hello", headers=PUBLIC).headers
+    settings.http = True  # read at request time
+    assert "strict-transport-security" not in client(app).get("/hello", headers=PUBLIC).headers
+
+
+@pytest.mark.parametrize("http_mode", [True, False])
+def test_the_specification_application_example(settings: Any, http_mode: bool) -> None:
+    settings.http = http_mode
+    from c2casgiutils import config
+
+    app = make_app(
+        headers_config={"http": {"headers": {"Strict-Transport-Security": None} if not config.settings.http else {}}}
+    )
+    response = client(app).get("/hello", headers=PUBLIC)
+    assert response.status_code == 200
+    assert "strict-transport-security" not in response.headers
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_use_default_false_drops_the_defaults() -> None:
+    app = make_app(use_default=False, headers_config={"one": {"headers": {"X-Custom": "value"}}})
+    response = client(app).get("/hello", headers=PUBLIC)
+    assert response.headers["x-custom"] == "value"
+    for name in SECURITY_HEADERS:
+        assert name not in response.headers, name
+
+
+def test_an_entry_named_like_a_default_replaces_it() -> None:
+    app = make_app(headers_config={"default": {"headers": {"X-Frame-Options": "SAMEORIGIN"}}})
+    response = client(app).get("/hello", headers=PUBLIC)
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert "content-security-policy" not in response.headers
+
+
+# --- matchers -----------------------------------------------------------------------------------------------
+
+
+def test_path_match_netloc_match_and_methods() -> None:
+    app = make_app(
+        headers_config={
+            "api": {"path_match": r"^/api/.*", "headers": {"X-Api": "yes"}},
+            "admin": {"netloc_match": r"^admin\..*", "headers": {"X-Robots-Tag": "noindex, nofollow"}},
+            "reads": {"path_match": r"^/api/.*", "methods": ["get", "HEAD"], "headers": {"X-Read": "1"}},
+        }
+    )
+    test_client = client(app)
+    api = test_client.get("/api/item", headers=PUBLIC)
+    assert api.headers["x-api"] == "yes"
+    assert api.headers["x-read"] == "1"
+    assert "x-robots-tag" not in api.headers
+    posted = test_client.post("/api/item", content=b"x", headers=PUBLIC)
+    assert posted.headers["x-api"] == "yes"
+    assert "x-read" not in posted.headers
+    other = test_client.get("/hello", headers={"host": "admin.example.com"})
+    assert other.headers["x-robots-tag"] == "noindex, nofollow"
+    assert "x-api" not in other.headers
+
+
+def test_status_code_int_and_inclusive_range() -> None:
+    app = make_app(
+        headers_config={
+            "exact": {"status_code": 200, "headers": {"X-Exact": "1"}},
+            "success": {"status_code": (200, 299), "headers": {"Cache-Control": ["public", "max-age=3600"]}},
+            "errors": {"status_code": [400, 404], "headers": {"X-Error": "1"}},
+        }
+    )
+    test_client = client(app)
+    ok = test_client.get("/status/200", headers=PUBLIC)
+    assert ok.headers["x-exact"] == "1"
+    assert ok.headers["cache-control"] == "public; max-age=3600"  # replaces the app's own value
+    assert "x-error" not in ok.headers
+    edge = test_client.get("/status/299", headers=PUBLIC)
+    assert "x-exact" not in edge.headers
+    assert edge.headers["cache-control"] == "public; max-age=3600"
+    not_found = test_client.get("/status/404", headers=PUBLIC)
+    assert not_found.headers["x-error"] == "1"
+    assert not_found.headers["cache-control"] == "no-store"  # the app's value stays
+    assert "x-error" not in test_client.get("/status/405", headers=PUBLIC).headers
+
+
+def test_content_type_match_is_case_insensitive() -> None:
+    app = make_app(headers_config={"html": {"content_type_match": r"^TEXT/HTML", "headers": {"X-Html": "1"}}})
+    test_client = client(app)
+    assert test_client.get("/page", headers=PUBLIC).headers["x-html"] == "1"
+    assert "x-html" not in test_client.get("/hello", headers=PUBLIC).headers
+
+
+def test_order_and_none_removes_the_app_header() -> None:
+    app = make_app(
+        headers_config={
+            "late": {"order": 10, "headers": {"X-Which": "late"}},
+            "early": {"order": 1, "headers": {"X-Which": "early", "X-Early": "1"}},
+            "remove": {"headers": {"X-Powered-By": None}},
+        }
+    )
+    response = client(app).get("/status/200", headers=PUBLIC)
+    assert response.headers["x-which"] == "late"
+    assert response.headers["x-early"] == "1"
+    assert "x-powered-by" not in response.headers
+    assert response.headers.get_list("x-which") == ["late"]
+
+
+def test_value_forms() -> None:
+    app = make_app(
+        use_default=False,
+        headers_config={
+            "values": {
+                "headers": {
+                    "X-Custom": "value",
+                    "Cache-Control": ["no-cache", "no-store", "must-revalidate"],
+                    "Permissions-Policy": ["geolocation=()", "microphone=()"],
+                    "Content-Security-Policy": {
+                        "default-src": ["'self'"],
+                        "script-src": ["'self'", "https://cdn.example.com"],
+                        "img-src": "'self'",
+                        "upgrade-insecure-requests": [],
+                    },
+                }
+            }
+        },
+    )
+    response = client(app).get("/hello", headers=PUBLIC)
+    assert response.headers["x-custom"] == "value"
+    assert response.headers["cache-control"] == "no-cache; no-store; must-revalidate"
+    assert response.headers["permissions-policy"] == "geolocation=(), microphone=()"
+    assert response.headers["content-security-policy"] == (
+        "default-src 'self'; script-src 'self' https://cdn.example.com; img-src 'self'; upgrade-insecure-requests"
+    )
+
+
+def test_path_match_is_relative_to_the_mount_point_and_root_path() -> None:
+    sub = FastAPI()
+
+    @sub.get("/api/thing")
+    async def thing() -> dict[str, int]:
+        return {"a": 1}
+
+    sub.add_middleware(
+        ArmorHeaderMiddleware, headers_config={"api": {"path_match": r"^/api/", "headers": {"X-A": "1"}}}
+    )
+    main = FastAPI()
+    main.mount("/prefix", sub)
+    response = client(main).get("/prefix/api/thing", headers=PUBLIC)
+    assert response.status_code == 200
+    assert response.headers["x-a"] == "1"
+
+    # Served under a root path (uvicorn --root-path or a forwarded prefix): the same rule matches.
+    rooted = make_app(headers_config={"api": {"path_match": r"^/api/", "headers": {"X-A": "1"}}})
+    response = client(rooted, root_path="/service").get("/service/api/item", headers=PUBLIC)
+    assert response.status_code == 200
+    assert response.headers["x-a"] == "1"
+
+
+# --- construction errors --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"path_match": "^/(unclosed", "headers": {}}, "path_match: invalid regular expression"),
+        ({"netloc_match": 42, "headers": {}}, "netloc_match: expected a regular expression"),
+        ({"headers": {"X-A": 42}}, "header 'X-A': expected str, list, dict or None"),
+        ({"headers": {"X-A": ["a", 1]}}, "header 'X-A': expected a string or a list of strings"),
+        ({"headers": {"X-A": "a\r\nSet-Cookie: x=1"}}, "control character"),
+        ({"headers": {"Bad Name": "a"}}, "invalid header name"),
+        ({"headers": {"CSP": {"bad directive": ["x"]}}}, "invalid directive name"),
+        ({"status_code": (300, 200), "headers": {}}, "status_code"),
+        ({"status_code": "200", "headers": {}}, "status_code"),
+        ({"methods": "GET", "headers": {}}, "methods"),
+        ({"order": "1", "headers": {}}, "order"),
+        ({"path_macth": "^/", "headers": {}}, "unknown keys ['path_macth']"),
+        ("not a dict", "expected a dict"),
+    ],
+)
+def test_bad_entries_fail_at_construction_naming_the_entry(entry: Any, message: str) -> None:
+    with pytest.raises(HeadersConfigError) as error:
+        ArmorHeaderMiddleware(FastAPI(), headers_config={"my_entry": entry})
+    assert "'my_entry'" in str(error.value)
+    assert message in str(error.value)
+
+
+# --- nonce ----------------------------------------------------------------------------------------------------
+
+
+def nonce_app() -> FastAPI:
+    return make_app(
+        headers_config={
+            "page": {
+                "path_match": r"^/(page|nonce)$",
+                "headers": {
+                    "Content-Security-Policy": {"default-src": ["'self'"], "script-src": ["'self'", CSP_NONCE]},
+                    "Content-Security-Policy-Report-Only": {"style-src": [CSP_NONCE]},
+                },
+            }
+        }
+    )
+
+
+def test_nonce_is_fresh_long_and_equal_to_request_state_nonce() -> None:
+    test_client = client(nonce_app())
+    seen = set()
+    for _ in range(5):
+        response = test_client.get("/nonce", headers=PUBLIC)
+        nonce = response.json()["nonce"]
+        assert len(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))) >= 16
+        assert csp_directives(response.headers["content-security-policy"])["script-src"] == [
+            "'self'",
+            f"'nonce-{nonce}'",
+        ]
+        assert response.headers["content-security-policy-report-only"] == f"style-src 'nonce-{nonce}'"
+        seen.add(nonce)
+    assert len(seen) == 5
+    page = test_client.get("/page", headers=PUBLIC)
+    assert f"nonce='{page.headers['content-security-policy'].split('nonce-')[1].split(chr(39))[0]}'" in page.text
+
+
+def test_nonce_is_on_request_state_even_without_a_nonce_rule() -> None:
+    response = client(make_app(use_default=False)).get("/nonce", headers=PUBLIC)
+    assert len(response.json()["nonce"]) >= 22
+    assert "content-security-policy" not in response.headers
+
+
+def test_nested_middlewares_share_one_nonce() -> None:
+    app = nonce_app()
+    app.add_middleware(ArmorHeaderMiddleware, use_default=False, headers_config={"x": {"headers": {"X-N": "1"}}})
+    response = client(app).get("/nonce", headers=PUBLIC)
+    assert f"'nonce-{response.json()['nonce']}'" in response.headers["content-security-policy"]
+
+
+# --- built-in rules: FastAPI docs and the /c2c admin page ----------------------------------------------------
+
+
+def app_with_c2c_like_sub_app() -> FastAPI:
+    main = make_app()
+    sub = FastAPI()
+
+    @sub.get("/", response_class=HTMLResponse)
+    async def index(request: Request) -> str:
+        return f"<style nonce='{request.state.nonce}'></style>"
+
+    main.mount("/c2c", sub)
+    return main
+
+
+@pytest.mark.parametrize("path", ["/docs", "/c2c/docs", "/redoc", "/c2c/redoc", "/docs/oauth2-redirect"])
+def test_docs_pages_get_a_csp_that_lets_them_render(path: str) -> None:
+    response = client(app_with_c2c_like_sub_app()).get(path, headers=PUBLIC)
+    assert response.status_code == 200
+    csp = csp_directives(response.headers["content-security-policy"])
+    assert "cross-origin-embedder-policy" not in response.headers
+    assert csp["frame-ancestors"] == ["'none'"]
+    if "redoc" in path:
+        assert "https://cdn.jsdelivr.net/npm/redoc@2/" in csp["script-src"]
+        assert "blob:" in csp["worker-src"]
+    else:
+        assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/" in csp["script-src"]
+        assert "'unsafe-inline'" in csp["script-src"]
+    # Every resource the page loads is allowed by the policy, inline code included.
+    for tag, attribute in (("script", "src"), ("link", "href")):
+        for url in re.findall(rf"<{tag}[^>]*\b{attribute}=\"([^\"]+)\"", response.text):
+            directive = "script-src" if tag == "script" else "img-src" if "favicon" in url else "style-src"
+            assert source_allows(csp[directive], url), (directive, url)
+    if re.search(r"<script>\s*\S", response.text):
+        assert "'unsafe-inline'" in csp["script-src"]
+    if "<style>" in response.text:
+        assert "'unsafe-inline'" in csp["style-src"]
+
+
+def source_allows(sources: list[str], url: str) -> bool:
+    """CSP source matching for absolute URLs: a source ending with '/' is a path prefix, else an exact path."""
+    without_query = url.split("?")[0]
+    return any(
+        without_query.startswith(source) if source.endswith("/") else without_query == source for source in sources
+    )
+
+
+def test_openapi_json_keeps_the_strict_policy() -> None:
+    response = client(app_with_c2c_like_sub_app()).get("/c2c/openapi.json", headers=PUBLIC)
+    assert response.status_code == 200
+    assert csp_directives(response.headers["content-security-policy"])["default-src"] == ["'self'"]
+    assert "cross-origin-embedder-policy" in response.headers
+
+
+def test_c2c_pages_get_a_nonce_policy() -> None:
+    response = client(app_with_c2c_like_sub_app()).get("/c2c/", headers=PUBLIC)
+    nonce = response.text.split("nonce='")[1].split("'")[0]
+    csp = csp_directives(response.headers["content-security-policy"])
+    assert csp["script-src"] == ["'self'", f"'nonce-{nonce}'"]
+    assert csp["style-src"] == ["'self'", f"'nonce-{nonce}'"]
+    assert csp["default-src"] == ["'self'"]
+
+
+def test_the_real_c2c_admin_page_gets_the_nonce_policy() -> None:
+    import c2casgiutils
+
+    main = make_app()
+    main.mount("/c2c", c2casgiutils.app)
+    response = client(main).get("/c2c/", headers=PUBLIC)
+    assert response.status_code == 200
+    assert "'nonce-" in csp_directives(response.headers["content-security-policy"])["script-src"][1]
+
+
+# --- pure ASGI behaviour --------------------------------------------------------------------------------------
+
+
+def test_post_body_reaches_the_app_untouched() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    response = client(make_app()).post("/api/item", content=body, headers=PUBLIC)
+    assert response.content == body
+
+
+def test_streaming_response_is_sent_in_chunks() -> None:
+    app = make_app()
+    chunks_seen: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for index in range(3):
+            chunks_seen.append(index)
+            yield f"chunk{index}\n".encode()
+
+    from fastapi.responses import StreamingResponse
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    with client(app).stream("GET", "/stream", headers=PUBLIC) as response:
+        assert response.headers["x-frame-options"] == "DENY"
+        assert list(response.iter_lines()) == ["chunk0", "chunk1", "chunk2"]
+
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+def test_contextvars_set_by_the_app_survive() -> None:
+    app = make_app()
+    seen_outside: list[str] = []
+
+    @app.get("/setvar")
+    async def setvar() -> dict[str, str]:
+        VAR.set("set by the endpoint")
+        return {}
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        await app(scope, receive, send)
+        if scope["type"] == "http":
+            seen_outside.append(VAR.get())
+
+    assert client(outer).get("/setvar", headers=PUBLIC).status_code == 200
+    assert seen_outside == ["set by the endpoint"]
+
+
+def test_websocket_and_lifespan_pass_through() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        events.append("startup")
+        yield
+        events.append("shutdown")
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("echo " + await websocket.receive_text())
+        await websocket.close()
+
+    app.add_middleware(ArmorHeaderMiddleware)
+    with client(app) as test_client:
+        assert events == ["startup"]
+        with test_client.websocket_connect("/ws") as websocket:
+            websocket.send_text("hi")
+            assert websocket.receive_text() == "echo hi"
+    assert events == ["startup", "shutdown"]
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    body = environ["wsgi.input"].read()
+    start_response("200 OK", [("Content-Type", "text/html"), ("X-Powered-By", "wsgi")])
+    return [b"wsgi:", body]
+
+
+def test_wsgi_app_behind_the_middleware() -> None:
+    app = ArmorHeaderMiddleware(
+        WSGIMiddleware(wsgi_app),  # type: ignore[arg-type]
+        headers_config={"x": {"content_type_match": "^text/html", "headers": {"X-Powered-By": None, "X-Html": "1"}}},
+    )
+    response = client(app).post("/anything", content=b"payload", headers=PUBLIC)
+    assert response.text == "wsgi:payload"
+    assert response.headers["x-html"] == "1"
+    assert "x-powered-by" not in response.headers
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_wsgi_app_mounted_in_fastapi_and_plain_starlette() -> None:
+    starlette_app = Starlette(
+        routes=[Route("/", lambda request: PlainTextResponse("star")), Mount("/w", WSGIMiddleware(wsgi_app))]
+    )  # type: ignore[arg-type]
+    app = ArmorHeaderMiddleware(starlette_app, headers_config={"w": {"path_match": "^/w/", "headers": {"X-W": "1"}}})
+    test_client = client(app)
+    mounted = test_client.post("/w/x", content=b"b", headers=PUBLIC)
+    assert mounted.text == "wsgi:b"
+    assert mounted.headers["x-w"] == "1"
+    plain = test_client.get("/", headers=PUBLIC)
+    assert plain.text == "star"
+    assert "x-w" not in plain.headers
+    assert plain.headers["x-content-type-options"] == "nosniff"
+
+
+def test_public_names() -> None:
+    assert headers.CSP_NONCE == CSP_NONCE
+    assert callable(headers.ForwardedHeadersMiddleware)
