@@ -1,0 +1,27 @@
+from fastapi.testclient import TestClient
+
+
+def test_hello(client: TestClient) -> None:
+    response = client.get("/api/hello", params={"name": "Alice"})
+    assert response.status_code == 200
+    assert response.json() == {"message": "Hello Alice!"}
+
+
+def test_hello_default_name(client: TestClient) -> None:
+    assert client.get("/api/hello").json() == {"message": "Hello world!"}
+
+
+def test_hello_refuses_an_empty_name(client: TestClient) -> None:
+    response = client.get("/api/hello", params={"name": ""})
+    assert response.status_code == 422
+
+
+def test_responses_carry_security_headers_and_request_id(client: TestClient) -> None:
+    response = client.get("/api/hello")
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" in response.headers
+    assert response.headers["X-Request-ID"]
+
+
+def test_unknown_route_is_404(client: TestClient) -> None:
+    assert client.get("/api/nothing-here").status_code == 404
