@@ -1,0 +1,1 @@
+"""Applications run by uvicorn in the admin-tools tests."""
