@@ -142,7 +142,8 @@ async def test_killed_process_is_a_missing_answer_within_the_timeout(
     assert answers is not None
     assert len(answers) == 3
     missing = [a for a in answers if isinstance(a, MissingAnswer)]
-    assert len(missing) == 1 and missing[0].status == "timeout"
+    assert len(missing) == 1
+    assert missing[0].status == "timeout"
     assert pids_of(answers) == before - {victim}
     assert elapsed < timeout + 2  # bounded by the timeout, not by the dead process
 
@@ -151,7 +152,8 @@ async def test_killed_process_is_a_missing_answer_within_the_timeout(
     answers = await broadcast.broadcast(ECHO, {"message": "after"}, expect_answers=True, timeout=10)
     assert answers is not None
     after = pids_of(answers)
-    assert len(after) == 3 and victim not in after
+    assert len(after) == 3
+    assert victim not in after
 
 
 async def test_redis_restart_mid_test(own_redis_server, settings) -> None:  # type: ignore[no-untyped-def]
@@ -161,7 +163,8 @@ async def test_redis_restart_mid_test(own_redis_server, settings) -> None:  # ty
         await broadcast.startup()
         try:
             answers = await broadcast.broadcast(ECHO, {"message": "up"}, expect_answers=True, timeout=10)
-            assert answers is not None and len(pids_of(answers)) == 3
+            assert answers is not None
+            assert len(pids_of(answers)) == 3
 
             await asyncio.to_thread(own_redis_server.stop)
             started = time.monotonic()
