@@ -1,0 +1,387 @@
+"""ForwardedHeadersMiddleware through real requests: trust, X-Forwarded-*, RFC 7239, malformed input, properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from a2wsgi import WSGIMiddleware
+from fastapi import FastAPI, Request, WebSocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from c2casgiutils.headers import ArmorHeaderMiddleware, ForwardedHeadersMiddleware
+
+PROXY = ("10.0.0.5", 40000)
+
+
+def make_app(**forwarded: Any) -> FastAPI:
+    app = FastAPI()
+    sub = FastAPI()
+
+    @app.get("/where", name="where")
+    async def where(request: Request) -> dict[str, Any]:
+        return {
+            "url": str(request.url),
+            "url_for": str(request.url_for("where")),
+            "base_url": str(request.base_url),
+            "scheme": request.url.scheme,
+            "server": list(request.scope["server"]) if request.scope.get("server") else None,
+            "host": request.headers.get("host"),
+            "client": list(request.client) if request.client else None,
+            "root_path": request.scope.get("root_path", ""),
+        }
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"url": str(websocket.url), "client": list(websocket.client or ())})
+        await websocket.close()
+
+    @sub.get("/inner", name="inner")
+    async def inner(request: Request) -> dict[str, str]:
+        return {"url_for": str(request.url_for("inner")), "url": str(request.url)}
+
+    app.mount("/sub", sub)
+    app.add_middleware(ForwardedHeadersMiddleware, **forwarded)
+    return app
+
+
+async def get(
+    app: Any, headers: dict[str, str] | list[tuple[str, str]], peer: tuple[str, int] = PROXY, path: str = "/where"
+) -> dict[str, Any]:
+    transport = httpx.ASGITransport(app=app, client=peer)
+    async with httpx.AsyncClient(transport=transport, base_url="http://internal:8080", timeout=10) as client:
+        items = headers.items() if isinstance(headers, dict) else headers
+        response = await client.get(path, headers=[(name, value.encode("latin-1")) for name, value in items])
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+UNCHANGED = {
+    "url": "http://internal:8080/where",
+    "scheme": "http",
+    "host": "internal:8080",
+    "client": list(PROXY),
+    "root_path": "",
+}
+
+
+def assert_unchanged(seen: dict[str, Any], peer: tuple[str, int] = PROXY) -> None:
+    assert {key: seen[key] for key in UNCHANGED} == {**UNCHANGED, "client": list(peer)}
+
+
+SPOOF = {
+    "x-forwarded-for": "6.6.6.6",
+    "x-forwarded-proto": "https",
+    "x-forwarded-host": "evil.example",
+    "x-forwarded-port": "444",
+    "x-forwarded-prefix": "/evil",
+    "forwarded": "for=6.6.6.6;proto=https;host=evil.example",
+}
+
+
+@pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
+async def test_untrusted_peer_is_not_believed(headers_type: Any) -> None:
+    app = make_app(trusted_hosts="127.0.0.1", headers_type=headers_type)
+    assert_unchanged(await get(app, SPOOF))
+
+
+async def test_x_forwarded_headers_from_a_trusted_proxy() -> None:
+    app = make_app(trusted_hosts=["10.0.0.0/8"])
+    seen = await get(
+        app,
+        {
+            "x-forwarded-for": "203.0.113.7",
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "www.example.com",
+            "x-forwarded-port": "8443",
+            "x-forwarded-prefix": "/app/",
+        },
+    )
+    assert seen["url"] == "https://www.example.com:8443/app/where"
+    assert seen["url_for"] == "https://www.example.com:8443/app/where"
+    assert seen["base_url"] == "https://www.example.com:8443/app/"
+    assert seen["server"] == ["www.example.com", 8443]
+    assert seen["host"] == "www.example.com:8443"
+    assert seen["client"] == ["203.0.113.7", 0]
+    assert seen["root_path"] == "/app"
+
+
+async def test_default_port_of_the_forwarded_scheme_and_host_port_wins() -> None:
+    app = make_app(trusted_hosts="10.0.0.5")
+    seen = await get(app, {"x-forwarded-proto": "HTTPS", "x-forwarded-host": "example.com"})
+    assert seen["url_for"] == "https://example.com/where"
+    assert seen["server"] == ["example.com", 443]
+    seen = await get(app, {"x-forwarded-host": "example.com:9000", "x-forwarded-port": "1"})
+    assert seen["url_for"] == "http://example.com:9000/where"
+    # A port alone keeps the host the proxy passed on.
+    seen = await get(app, {"x-forwarded-port": "8081"})
+    assert seen["url_for"] == "http://internal:8081/where"
+
+
+async def test_url_for_in_a_mounted_sub_app_with_a_forwarded_prefix() -> None:
+    app = make_app(trusted_hosts="10.0.0.5")
+    seen = await get(
+        app,
+        {"x-forwarded-proto": "https", "x-forwarded-host": "example.com", "x-forwarded-prefix": "/p"},
+        path="/sub/inner",
+    )
+    assert seen == {"url_for": "https://example.com/p/sub/inner", "url": "https://example.com/p/sub/inner"}
+
+
+@pytest.mark.parametrize(
+    ("forwarded_for", "client"),
+    [
+        # The right-most address that is not a trusted proxy is the client; what it wrote itself is ignored.
+        ("6.6.6.6, 203.0.113.7", ["203.0.113.7", 0]),
+        ("6.6.6.6, 203.0.113.7, 10.1.1.1", ["203.0.113.7", 0]),
+        ("203.0.113.7:5555", ["203.0.113.7", 5555]),
+        ("[2001:db8::1]:4711", ["2001:db8::1", 4711]),
+        ("2001:db8::1", ["2001:db8::1", 0]),
+        ("10.1.1.1, 10.2.2.2", ["10.1.1.1", 0]),  # all trusted: the left-most
+    ],
+)
+async def test_x_forwarded_for_rightmost_untrusted(forwarded_for: str, client: list[Any]) -> None:
+    app = make_app(trusted_hosts="10.0.0.0/8")
+    assert (await get(app, {"x-forwarded-for": forwarded_for}))["client"] == client
+
+
+async def test_multi_valued_headers_follow_the_client_hop() -> None:
+    # Apache appends: the client's own X-Forwarded-Host comes first, the proxy's value last.
+    app = make_app(trusted_hosts="10.0.0.0/8")
+    seen = await get(app, {"x-forwarded-for": "6.6.6.6, 203.0.113.7", "x-forwarded-host": "evil.example, good.example"})
+    assert seen["host"] == "good.example"
+    # Two trusted proxies appending: the outer one's value (what the client asked for).
+    seen = await get(
+        app, {"x-forwarded-for": "203.0.113.7, 10.9.9.9", "x-forwarded-host": "public.example, internal.example"}
+    )
+    assert seen["host"] == "public.example"
+    assert seen["client"] == ["203.0.113.7", 0]
+    # Repeated header lines are one list.
+    seen = await get(app, [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "203.0.113.8")])
+    assert seen["client"] == ["203.0.113.8", 0]
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "expected"),
+    [
+        ('for=203.0.113.7;proto=https;host="example.com:8443"', ("https://example.com:8443/where", "203.0.113.7", 0)),
+        (
+            'For="[2001:db8:cafe::17]:4711";Proto=https;Host=example.com',
+            ("https://example.com/where", "2001:db8:cafe::17", 4711),
+        ),
+        # Several elements, one per proxy: the hop whose client is not a trusted proxy.
+        (
+            "for=6.6.6.6;host=evil.example, for=203.0.113.7;proto=https;host=good.example, for=10.3.3.3;host=inner",
+            ("https://good.example/where", "203.0.113.7", 0),
+        ),
+        ('for="203.0.113.7:80";by=10.0.0.5;host="a.example"', ("http://a.example/where", "203.0.113.7", 80)),
+        # Obfuscated or unknown client: keep the peer address, still use the hop's host.
+        ("for=unknown;host=b.example", ("http://b.example/where", PROXY[0], PROXY[1])),
+        ('for="_hidden";proto=https', ("https://internal:8080/where", PROXY[0], PROXY[1])),
+    ],
+)
+async def test_rfc7239_forwarded(forwarded: str, expected: tuple[str, str, int]) -> None:
+    app = make_app(trusted_hosts="10.0.0.0/8", headers_type="forwarded")
+    seen = await get(app, {"forwarded": forwarded, "x-forwarded-host": "ignored.example"})
+    assert (seen["url_for"], *seen["client"]) == expected
+
+
+async def test_forwarded_mode_takes_the_prefix_from_x_forwarded_prefix() -> None:
+    app = make_app(trusted_hosts="10.0.0.5", headers_type="forwarded")
+    seen = await get(app, {"forwarded": "host=example.com;proto=https", "x-forwarded-prefix": "/pre"})
+    assert seen["url_for"] == "https://example.com/pre/where"
+
+
+@pytest.mark.parametrize(
+    "trusted_hosts",
+    ["10.0.0.5", "127.0.0.1, 10.0.0.5", ["10.0.0.0/24"], "*", ["::1", "10.0.0.0/255.255.255.0"]],
+)
+async def test_trusted_hosts_forms(trusted_hosts: Any) -> None:
+    app = make_app(trusted_hosts=trusted_hosts)
+    assert (await get(app, {"x-forwarded-host": "example.com"}))["host"] == "example.com"
+    assert (await get(app, {"x-forwarded-host": "example.com"}, peer=("10.0.1.5", 1)))["host"] == (
+        "example.com" if trusted_hosts == "*" else "internal:8080"
+    )
+
+
+async def test_ipv6_peer_and_network() -> None:
+    app = make_app(trusted_hosts="fd00::/8")
+    seen = await get(app, {"x-forwarded-host": "example.com"}, peer=("fd00::1", 1))
+    assert seen["host"] == "example.com"
+    seen = await get(app, {"x-forwarded-host": "example.com"}, peer=("fe80::1", 1))
+    assert seen["host"] == "internal:8080"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"forwarded": "for=203.0.113.7;host=example.com;host=twice.example"},
+        {"forwarded": 'for="unterminated;host=example.com'},
+        {"forwarded": "garbage"},
+        {"forwarded": "host=exa mple.com"},
+        {"x-forwarded-host": "evil.example/path"},
+        {"x-forwarded-host": "user@evil.example"},
+        {"x-forwarded-host": "evil example"},
+        {"x-forwarded-host": "evil\x7f.example"},
+        {"x-forwarded-host": "example.com:99999"},
+        {"x-forwarded-host": "example.com:-1"},
+        {"x-forwarded-host": "[not-ipv6]:80"},
+        {"x-forwarded-host": "a" * 5000},
+        {"x-forwarded-port": "0"},
+        {"x-forwarded-port": "65536"},
+        {"x-forwarded-port": "\xb2"},  # latin-1 superscript two: isdigit() but not a port
+        {"x-forwarded-proto": "gopher"},
+        {"x-forwarded-prefix": "no-slash"},
+        {"x-forwarded-prefix": "//evil.example"},
+        {"x-forwarded-prefix": "/a/../b"},
+        {"x-forwarded-prefix": "/a?b"},
+        {"x-forwarded-for": "not an ip"},
+        {"x-forwarded-for": "1.2.3.4:99999"},
+        {"x-forwarded-for": ",".join(["1.2.3.4"] * 100)},
+    ],
+)
+@pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
+async def test_malformed_values_are_ignored(headers: dict[str, str], headers_type: Any) -> None:
+    app = make_app(trusted_hosts="10.0.0.5", headers_type=headers_type)
+    assert_unchanged(await get(app, headers))
+
+
+def test_construction_errors() -> None:
+    with pytest.raises(ValueError, match="'proxy.example' is not an IP address"):
+        ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.1, proxy.example")
+    with pytest.raises(ValueError, match="headers_type"):
+        ForwardedHeadersMiddleware(FastAPI(), headers_type="x-real-ip")  # type: ignore[arg-type]
+
+
+async def test_none_passes_through() -> None:
+    app = make_app(trusted_hosts="*", headers_type="none")
+    assert_unchanged(await get(app, SPOOF))
+
+
+def test_websocket_scheme_and_client() -> None:
+    app = make_app(trusted_hosts="10.0.0.5")
+    headers = {"x-forwarded-proto": "https", "x-forwarded-host": "example.com", "x-forwarded-for": "203.0.113.7"}
+    with TestClient(app, client=PROXY).websocket_connect("/ws", headers=headers) as websocket:
+        seen = websocket.receive_json()
+    assert seen == {"url": "wss://example.com/ws", "client": ["203.0.113.7", 0]}
+
+
+def test_wsgi_app_sees_the_forwarded_values() -> None:
+    def wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        keys = ("wsgi.url_scheme", "HTTP_HOST", "SCRIPT_NAME", "PATH_INFO", "REMOTE_ADDR")
+        return [" ".join(str(environ.get(key)) for key in keys).encode()]
+
+    app = ForwardedHeadersMiddleware(
+        ArmorHeaderMiddleware(WSGIMiddleware(wsgi)),  # type: ignore[arg-type]
+        trusted_hosts="10.0.0.5",
+    )
+    response = TestClient(app, client=PROXY).get(
+        "/x",
+        headers={
+            "x-forwarded-proto": "https",
+            "x-forwarded-host": "example.com",
+            "x-forwarded-prefix": "/pre",
+            "x-forwarded-for": "203.0.113.7",
+        },
+    )
+    assert response.text == "https example.com /pre /x 203.0.113.7"
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+# --- properties -----------------------------------------------------------------------------------------------
+
+# Header values as a proxy could pass them on: any latin-1 text without CR/LF/NUL (h11 rejects those).
+header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80)
+forwarded_like = st.lists(
+    st.tuples(
+        st.sampled_from(["for", "by", "host", "proto", "For", "HOST", "x"]),
+        st.one_of(
+            header_text,
+            st.sampled_from(["[::1]:80", '"[2001:db8::1]:4711"', "unknown", "_x", "1.2.3.4", "https", "a.b:1"]),
+        ),
+    ),
+    max_size=6,
+).map(lambda pairs: ";".join(f"{name}={value}" for name, value in pairs))
+header_names = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+]
+header_sets = st.lists(st.tuples(st.sampled_from(header_names), st.one_of(header_text, forwarded_like)), max_size=6)
+PROPERTY_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def run_scope(
+    middleware: ForwardedHeadersMiddleware, headers: list[tuple[str, str]], peer: tuple[str, int]
+) -> dict[str, Any]:
+    """Call the middleware directly (no HTTP client normalisation) and return the scope the app received."""
+    import asyncio
+
+    received: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.update(scope)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/where",
+        "raw_path": b"/where",
+        "root_path": "",
+        "query_string": b"",
+        "server": ("internal", 8080),
+        "client": peer,
+        "headers": [(b"host", b"internal:8080")] + [(k.encode(), v.encode("latin-1")) for k, v in headers],
+    }
+    middleware.app = app
+    asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]
+    return received
+
+
+@pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
+@PROPERTY_SETTINGS
+@given(headers=header_sets)
+def test_property_untrusted_peer_never_rewritten(headers_type: Any, headers: list[tuple[str, str]]) -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8", headers_type=headers_type)
+    seen = run_scope(middleware, headers, ("192.0.2.1", 1))
+    assert seen["client"] == ("192.0.2.1", 1)
+    assert seen["scheme"] == "http"
+    assert seen["server"] == ("internal", 8080)
+    assert seen["root_path"] == ""
+    assert seen["path"] == "/where"
+    assert seen["headers"][0] == (b"host", b"internal:8080")
+
+
+@pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
+@PROPERTY_SETTINGS
+@given(headers=header_sets)
+def test_property_trusted_peer_rewrites_only_to_well_formed_values(
+    headers_type: Any, headers: list[tuple[str, str]]
+) -> None:
+    import ipaddress
+
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8", headers_type=headers_type)
+    seen = run_scope(middleware, headers, PROXY)
+    assert seen["scheme"] in ("http", "https")
+    host, port = seen["server"]
+    assert 0 < port <= 65535
+    assert host
+    assert all(character not in host for character in "/@ \t\\?#")
+    host_headers = [value for key, value in seen["headers"] if key == b"host"]
+    assert len(host_headers) == 1
+    httpx.URL(f"{seen['scheme']}://{host_headers[0].decode()}/")  # a valid authority
+    ipaddress.ip_address(seen["client"][0])
+    assert seen["path"] == seen["root_path"] + "/where"
+    assert seen["root_path"] == "" or (seen["root_path"].startswith("/") and "//" not in seen["root_path"])
