@@ -118,8 +118,11 @@ def _login_hint(request: Request) -> str:
     return "; or ".join(ways)
 
 
-def raise_not_logged_in(request: Request) -> None:
-    """Raise the right error for a request without a valid login: 403 if nothing is configured, else 401."""
+def raise_not_logged_in(request: Request, response: Response | None = None) -> None:
+    """Raise the right error for a request without a valid login: 403 if nothing is configured, else 401.
+
+    A cookie deletion written on ``response`` (stale or revoked session) is carried by the error response.
+    """
     if auth_type() == AuthenticationType.NONE:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -127,11 +130,11 @@ def raise_not_logged_in(request: Request) -> None:
         )
     failure = getattr(request.state, _FAILURE_STATE_KEY, None)
     reason = f"Authentication failed ({failure})" if failure else "Authentication required"
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail=f"{reason}: {_login_hint(request)}",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    headers = {"WWW-Authenticate": "Bearer"}
+    cookie_changes = response.headers.getlist("set-cookie") if response is not None else []
+    if cookie_changes:
+        headers["Set-Cookie"] = cookie_changes[-1]
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=f"{reason}: {_login_hint(request)}", headers=headers)
 
 
 async def _github_has(auth_info: AuthInfo, repository: str, access: GitHubAccessType) -> bool:
@@ -222,7 +225,7 @@ class AccessContext:
         if await self.check_access(auth_config):
             return
         if not self.auth_info.is_logged_in:
-            raise_not_logged_in(self.request)
+            raise_not_logged_in(self.request, self.response)
         github = config.settings.auth.github
         repository = auth_config.github_repository or github.repository
         needed = auth_config.required_access_type(github.access_type).value
@@ -252,10 +255,12 @@ async def get_access_context(
     return AccessContext(auth_info, request, response)
 
 
-async def auth_required(auth_info: Annotated[AuthInfo, Depends(get_auth)], request: Request) -> None:
+async def auth_required(
+    auth_info: Annotated[AuthInfo, Depends(get_auth)], request: Request, response: Response
+) -> None:
     """FastAPI dependency: any valid login (401 otherwise; 403 when no authentication is configured)."""
     if not auth_info.is_logged_in:
-        raise_not_logged_in(request)
+        raise_not_logged_in(request, response)
 
 
 async def require_admin_access(context: Annotated[AccessContext, Depends(get_access_context)]) -> None:

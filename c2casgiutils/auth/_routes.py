@@ -79,7 +79,7 @@ async def _read_login_body(request: Request) -> dict[str, Any]:
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_LOGIN_BODY_BYTES:
-            raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, detail="Login body too large")
+            raise HTTPException(413, detail="Login body too large")
     if not body:
         return {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
