@@ -10,16 +10,8 @@ from typing import Any
 import pytest
 
 from c2casgiutils import auth, config
-from tests.auth_fixtures import (  # noqa: F401 # fixtures
-    JWT_SECRET,
-    SECRET,
-    auth_settings,
-    client,
-    client_for,
-    jwt_claims,
-    service,
-    set_cookie_headers,
-)
+from tests.auth_fixtures import *  # noqa: F403 # the fixtures
+from tests.auth_fixtures import JWT_SECRET, SECRET, client_for, jwt_claims, set_cookie_headers
 
 
 @pytest.fixture
