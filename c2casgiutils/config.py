@@ -448,9 +448,7 @@ class Versions(BaseModel):
     git_hash: str | None = Field(
         default=None, description="Git commit of the service, e.g. set when the image is built"
     )
-    git_directory: str = Field(
-        default=".git", description="Git directory read for the commit when git_hash is not set"
-    )
+    git_directory: str = Field(default=".git", description="Git directory read for the commit when git_hash is not set")
 
 
 # --------------------------------------------------------------------------------------------------

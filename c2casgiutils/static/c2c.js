@@ -249,7 +249,7 @@
       overrides.forEach(function (override) {
         var button = element("button", { type: "button", className: "c2c-small c2c-secondary", text: "Clear" });
         button.addEventListener("click", function () {
-          busy(button, api("logging/overrides?name=" + encodeURIComponent(override.name), { method: "DELETE" })).then(function (answer) {
+          busy(button, api("logging/overrides/" + encodeURIComponent(override.name), { method: "DELETE" })).then(function (answer) {
             say(byId("c2c-logging-result"), answer.ok ? "Override of " + override.name + " cleared." : errorText(answer), answer.ok ? "ok" : "error");
             listOverrides();
           });
@@ -292,7 +292,12 @@
         byId("c2c-logging-set"),
         api("logging/level", { method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" }, body: payload })
       ).then(function (result) {
-        say(output, result.ok ? "Set " + describeLevel(result.body) : errorText(result), result.ok ? "ok" : "error");
+        var processes = result.ok && Array.isArray(result.body.processes) ? result.body.processes : [];
+        var failed = processes.filter(function (process) {
+          return process.status !== "ok";
+        }).length;
+        var where = processes.length ? " in " + processes.length + " process(es)" + (failed ? ", " + failed + " without answer" : "") : "";
+        say(output, result.ok ? "Set " + describeLevel(result.body) + where : errorText(result), result.ok && !failed ? "ok" : "error");
         listOverrides();
       });
     });

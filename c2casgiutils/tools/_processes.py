@@ -63,9 +63,8 @@ class ProcessCollector:
         self._broadcast: Callable[..., Awaitable[Any]] | None = None
 
     async def start(self) -> None:
-        """Register the collector with broadcast (idempotent)."""
-        if self._broadcast is None:
-            self._broadcast = await broadcast.decorate(self.local, channel=self.channel, expect_answers=True)
+        """Register the collector with broadcast; calling it again replaces the subscription (no duplicate)."""
+        self._broadcast = await broadcast.decorate(self.local, channel=self.channel, expect_answers=True)
 
     def stop(self) -> None:
         """Forget the broadcast registration (tests restart the package between apps)."""
@@ -75,26 +74,25 @@ class ProcessCollector:
         """Run the collector on every process and gather the answers."""
         if self._broadcast is None:
             _LOGGER.debug("%s: broadcast not started, answering for this process only", self.channel)
-            payload = await self.local(**kwargs)
-            answer = ProcessAnswer(hostname=socket.gethostname(), pid=os.getpid(), payload=payload)
+            answer = ProcessAnswer(hostname=socket.gethostname(), pid=os.getpid(), payload=await self.local(**kwargs))
             return Collected(answers=[answer], missing=[], broadcast=False)
         results = await self._broadcast(**kwargs) or []
         answers: list[ProcessAnswer] = []
         missing: list[MissingProcess] = []
         for result in results:
-            payload = _payload(getattr(result, "payload", None))
+            answered = _payload(getattr(result, "payload", None))
             hostname = getattr(result, "hostname", None)
             pid = getattr(result, "pid", None)
-            if payload is None or hostname is None or pid is None:
+            if answered is None or hostname is None or pid is None:
                 missing.append(
                     MissingProcess(
                         hostname=hostname,
                         pid=pid,
-                        status=str(getattr(result, "status", "error" if payload is None else "timeout")),
+                        status=str(getattr(result, "status", "error")),
                         message=str(getattr(result, "message", "no usable answer")),
                     )
                 )
                 continue
-            answers.append(ProcessAnswer(hostname=str(hostname), pid=int(pid), payload=payload))
+            answers.append(ProcessAnswer(hostname=str(hostname), pid=int(pid), payload=answered))
         answers.sort(key=lambda answer: (answer.hostname, answer.pid))
         return Collected(answers=answers, missing=missing, broadcast=True)

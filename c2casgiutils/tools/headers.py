@@ -6,6 +6,7 @@ string let an operator check how a proxy rewrites paths). Values that carry cred
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -67,7 +68,7 @@ def _masked_headers(request: Request) -> dict[str, str]:
     return headers
 
 
-def _scope_values(scope: dict[str, Any]) -> dict[str, Scalar | list[Scalar]]:
+def _scope_values(scope: Mapping[str, Any]) -> dict[str, Scalar | list[Scalar]]:
     values: dict[str, Scalar | list[Scalar]] = {}
     for key, value in scope.items():
         if isinstance(value, str | int | float | bool) or value is None:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import inspect
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
@@ -66,22 +65,22 @@ def _template(name: str) -> Template:
     return template
 
 
-async def _has_admin_access(request: Request) -> bool:
-    answer: Any = auth.has_admin_access(request)
-    if inspect.isawaitable(answer):
-        answer = await answer
-    return bool(answer)
+def _page_path(request: Request) -> str:
+    """Path of this page, where login and logout come back to."""
+    # Starlette's url.path is the full path, mount prefix included.
+    return request.url.path
 
 
-def _auth_section(is_admin: bool) -> str:
+def _auth_section(is_admin: bool, came_from: str) -> str:
     """Login and logout controls; the user name is filled in by the script from ``auth/status``."""
-    settings = config.settings.auth
+    back = html.escape(came_from, quote=True)
     if is_admin:
         return (
             '<section id="c2c-auth" class="c2c-card" aria-labelledby="c2c-auth-title">'
             '<h2 id="c2c-auth-title">Session</h2>'
             '<p id="c2c-auth-user" class="c2c-muted">You have admin access.</p>'
             '<form id="c2c-logout-form" action="auth/logout" method="get">'
+            f'<input type="hidden" name="came_from" value="{back}">'
             '<button id="c2c-logout" type="submit">Log out</button></form>'
             "</section>"
         )
@@ -90,22 +89,21 @@ def _auth_section(is_admin: bool) -> str:
         '<h2 id="c2c-auth-title">Log in</h2>',
         '<p class="c2c-muted">The logging, headers and debug tools need admin access.</p>',
     ]
-    github = settings.github
-    if settings.secret:
+    if auth.secret_enabled():
         parts.append(
             '<form id="c2c-login-form" class="c2c-row" action="auth/login" method="post">'
+            f'<input type="hidden" name="came_from" value="{back}">'
             '<label for="c2c-secret">Secret</label>'
             '<input id="c2c-secret" name="secret" type="password" autocomplete="current-password" required>'
             '<button id="c2c-login" type="submit">Log in</button></form>'
             '<p id="c2c-login-error" class="c2c-error" role="alert" hidden></p>'
         )
-    if github.client_id and github.repository:
+    if auth.github_enabled():
+        github_url = html.escape("auth/github/login?" + urllib.parse.urlencode({"came_from": came_from}), quote=True)
+        parts.append(f'<p><a id="c2c-github-login" class="c2c-button" href="{github_url}">Log in with GitHub</a></p>')
+    if not auth.secret_enabled() and not auth.github_enabled():
         parts.append(
-            '<p><a id="c2c-github-login" class="c2c-button" href="auth/github/login">Log in with GitHub</a></p>'
-        )
-    if not settings.secret and not (github.client_id and github.repository):
-        parts.append(
-            '<p class="c2c-error">The admin tools are closed: no authentication is configured '
+            '<p class="c2c-error">The admin tools are closed: no login method is configured '
             "(set <code>C2C__AUTH__SECRET</code> or the GitHub OAuth settings).</p>"
         )
     parts.append("</section>")
@@ -114,7 +112,7 @@ def _auth_section(is_admin: bool) -> str:
 
 async def render_index(request: Request) -> str:
     """The admin page for this request: full with admin access, public parts only without."""
-    is_admin = await _has_admin_access(request)
+    is_admin = await auth.has_admin_access(request)
     css = static_asset("c2c.css")
     js = static_asset("c2c.js")
     admin_sections = (
@@ -133,7 +131,7 @@ async def render_index(request: Request) -> str:
         css_integrity=css.integrity,
         js_url=html.escape(js.url),
         js_integrity=js.integrity,
-        auth_section=_auth_section(is_admin),
+        auth_section=_auth_section(is_admin, _page_path(request)),
         admin_sections=admin_sections,
         docs_url="docs",
     )
