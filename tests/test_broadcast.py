@@ -1,0 +1,338 @@
+"""Broadcast in one process: local backend, Redis backend with a real redis-server, typed decorate, signing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import redis
+
+from c2casgiutils import broadcast, redis_utils
+from c2casgiutils.broadcast import MissingAnswer, _signing
+from c2casgiutils.broadcast import types as broadcast_types
+from tests.broadcast_apps.models import Echo, Point, echo_points
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+async def clean_broadcast(settings) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
+    """Each test starts on the local backend and leaves no subscription behind."""
+    settings.redis.url = None
+    settings.broadcast.secret = None
+    await broadcast.shutdown()
+    before = set(broadcast._STATE.registry.channels())
+    yield
+    await broadcast.shutdown()
+    await redis_utils.cleanup()
+    for channel in set(broadcast._STATE.registry.channels()) - before:
+        broadcast._STATE.registry.remove(channel)
+
+
+async def use_redis(settings, url: str, secret: str | None = "in-process-secret") -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = url
+    settings.broadcast.secret = secret
+    await broadcast.startup()
+
+
+# ---------------------------------------------------------------------------------------------- local backend
+
+
+async def test_local_broadcast_calls_the_handler_of_this_process() -> None:
+    calls: list[dict[str, object]] = []
+
+    async def handler(**params: object) -> str:
+        calls.append(params)
+        return "done"
+
+    await broadcast.subscribe("local_chan", handler)
+    assert broadcast.backend_name() == "local"
+    assert await broadcast.broadcast("local_chan", {"a": 1}) is None
+    assert calls == [{"a": 1}]
+    answers = await broadcast.broadcast("local_chan", {"a": 2}, expect_answers=True)
+    assert answers is not None
+    assert len(answers) == 1
+    assert isinstance(answers[0], broadcast_types.BroadcastResponse)
+    assert answers[0].payload == "done"
+    assert answers[0].pid == os.getpid()
+    assert await broadcast.broadcast("nobody_listens", expect_answers=True) == []
+
+    broadcast.unsubscribe("local_chan")  # usable without await
+    assert await broadcast.broadcast("local_chan", {"a": 3}, expect_answers=True) == []
+    assert len(calls) == 2
+
+
+async def test_decorate_rebuilds_pydantic_models_from_hints() -> None:
+    echo = await broadcast.decorate(echo_points, expect_answers=True)
+    answers = await echo(Point(x=1, y=2), scale=3)
+    assert answers is not None
+    (answer,) = answers
+    assert isinstance(answer, broadcast_types.BroadcastResponse)
+    assert answer.payload == Echo(points=[Point(x=3, y=6)], total=9)
+    assert "c2c_decorated_tests.broadcast_apps.models.echo_points" in broadcast._STATE.registry
+
+
+async def test_decorate_sync_function_without_answers_and_explicit_channel() -> None:
+    seen: list[int] = []
+
+    def record(value: int) -> None:
+        seen.append(value)
+
+    call = await broadcast.decorate(record, channel="record_chan")
+    assert await call(5) is None
+    assert seen == [5]
+    assert "record_chan" in broadcast._STATE.registry
+
+
+async def test_handler_error_becomes_an_error_answer() -> None:
+    def failing() -> int:
+        raise ValueError("cannot do it")
+
+    call = await broadcast.decorate(failing, expect_answers=True)
+    answers = await call()
+    assert answers is not None
+    (answer,) = answers
+    assert isinstance(answer, broadcast.ErrorAnswer)
+    assert isinstance(answer, MissingAnswer)
+    assert answer.status == "error"
+    assert answer.error_type == "ValueError"
+    assert answer.message == "cannot do it"
+    assert answer.pid == os.getpid()
+
+
+async def test_answer_not_matching_the_return_type_is_an_error_answer() -> None:
+    def lies() -> int:
+        return "not a number"  # type: ignore[return-value]
+
+    answers = await (await broadcast.decorate(lies, expect_answers=True))()
+    assert answers is not None
+    assert isinstance(answers[0], broadcast.ErrorAnswer)
+    assert answers[0].error_type == "ValidationError"
+
+
+async def test_slow_local_handler_is_missing_after_the_timeout() -> None:
+    async def slow() -> None:
+        await asyncio.sleep(30)
+
+    answers = await (await broadcast.decorate(slow, expect_answers=True, timeout=0.2))()
+    assert answers is not None
+    assert type(answers[0]) is MissingAnswer
+    assert answers[0].status == "timeout"
+
+
+async def test_bad_inputs_are_refused_with_clear_errors() -> None:
+    with pytest.raises(ValueError, match="non-empty string"):
+        broadcast.subscribe("", print)
+    with pytest.raises(TypeError, match="not callable"):
+        broadcast.subscribe("chan", "not a function")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="mapping"):
+        await broadcast.broadcast("chan", [1, 2])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="positive"):
+        await broadcast.broadcast("chan", {}, expect_answers=True, timeout=0)
+
+    def star_args(*values: int) -> None: ...
+
+    with pytest.raises(TypeError, match="cannot be passed by name"):
+        await broadcast.decorate(star_args)
+
+    calls: list[int] = []
+
+    def one(value: int) -> None:
+        calls.append(value)
+
+    call = await broadcast.decorate(one)
+    with pytest.raises(TypeError):
+        await call(1, 2)  # type: ignore[call-arg]
+    assert calls == []
+    assert "chan" not in broadcast._STATE.registry
+
+
+# ---------------------------------------------------------------------------------------------- Redis backend
+
+
+async def test_switching_to_redis_keeps_subscriptions(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    echo = await broadcast.decorate(echo_points, expect_answers=True)
+    broadcast.subscribe("kept_chan", lambda: "kept")
+    await use_redis(settings, redis_server.url)
+    assert broadcast.backend_name() == "redis"
+    assert broadcast.is_connected()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        counts = dict(client.pubsub_numsub("broadcast_api_kept_chan"))
+    finally:
+        client.close()
+    assert counts[b"broadcast_api_kept_chan"] == 1
+    answers = await broadcast.broadcast("kept_chan", expect_answers=True, timeout=5)
+    assert answers is not None
+    assert [a.payload for a in answers if isinstance(a, broadcast_types.BroadcastResponse)] == ["kept"]
+    typed = await echo(Point(x=2, y=0), scale=2)
+    assert typed is not None
+    assert isinstance(typed[0], broadcast_types.BroadcastResponse)
+    assert typed[0].payload == Echo(points=[Point(x=4, y=0)], total=4)
+
+
+async def test_redis_subscribe_and_unsubscribe_are_confirmed(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    await use_redis(settings, redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+
+    def count() -> int:
+        return int(dict(client.pubsub_numsub("broadcast_api_confirmed"))[b"broadcast_api_confirmed"])
+
+    try:
+        await broadcast.subscribe("confirmed", lambda: 1)
+        assert count() == 1
+        await broadcast.unsubscribe("confirmed")
+        deadline = time.monotonic() + 5
+        while count() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert count() == 0
+        assert await broadcast.broadcast("confirmed", expect_answers=True, timeout=1) == []
+    finally:
+        client.close()
+
+
+async def test_returns_as_soon_as_every_receiver_answered(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    await use_redis(settings, redis_server.url)
+    await broadcast.subscribe("fast", lambda: "ok")
+    started = time.monotonic()
+    answers = await broadcast.broadcast("fast", expect_answers=True, timeout=30)
+    assert answers is not None
+    assert len(answers) == 1
+    assert time.monotonic() - started < 10  # far below the timeout: no waiting for it
+
+
+async def test_wrong_signature_stale_and_replayed_messages_are_ignored(
+    settings,
+    redis_server,
+    caplog,  # type: ignore[no-untyped-def]
+) -> None:
+    await use_redis(settings, redis_server.url, secret="the-secret")
+    calls: list[str] = []
+    await broadcast.subscribe("guarded", lambda tag: calls.append(tag))
+    channel = "broadcast_api_guarded"
+
+    def frame(tag: str, ts: float, secret: str | None) -> bytes:
+        body = json.dumps({"id": tag, "ts": ts, "params": {"tag": tag}, "reply": None}).encode()
+        settings.broadcast.secret = secret
+        try:
+            return _signing.sign(channel, body)
+        finally:
+            settings.broadcast.secret = "the-secret"
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        with caplog.at_level(logging.WARNING, logger="c2casgiutils.broadcast"):
+            good = frame("good", time.time(), "the-secret")
+            for data in (
+                frame("unsigned", time.time(), None),
+                frame("wrong", time.time(), "another-secret"),
+                frame("stale", time.time() - 3600, "the-secret"),
+                good,
+                good,  # replay
+                b"garbage",
+            ):
+                assert await client.publish(channel, data) == 1
+            await broadcast.broadcast("guarded", {"tag": "last"}, expect_answers=True, timeout=5)
+    finally:
+        await client.aclose()
+    assert calls == ["good", "last"]
+    messages = "\n".join(record.getMessage() for record in caplog.records)
+    for reason in ("unsigned message", "wrong signature", "away from now", "replayed message", "malformed"):
+        assert reason in messages
+
+
+async def test_starts_when_redis_is_down_then_connects(settings, own_redis_server) -> None:  # type: ignore[no-untyped-def]
+    own_redis_server.stop()
+    hooks: list[str] = []
+
+    async def hook() -> None:
+        hooks.append("connected")
+
+    broadcast.on_connected(hook)
+    try:
+        started = time.monotonic()
+        await use_redis(settings, own_redis_server.url)
+        assert time.monotonic() - started < 10
+        assert broadcast.backend_name() == "redis"
+        assert not broadcast.is_connected()
+        with pytest.raises(broadcast.BroadcastUnavailableError, match="unreachable"):
+            await broadcast.broadcast("late", {})
+        broadcast.subscribe("late", lambda: "late answer")  # registered while disconnected
+
+        own_redis_server.start()
+        deadline = time.monotonic() + 15
+        while not broadcast.is_connected():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        answers = await broadcast.broadcast("late", expect_answers=True, timeout=5)
+        assert answers is not None
+        assert [a.payload for a in answers if isinstance(a, broadcast_types.BroadcastResponse)] == ["late answer"]
+        assert hooks == ["connected"]
+    finally:
+        broadcast._STATE.hooks.remove(hook)
+
+
+async def test_black_hole_redis_is_bounded(settings, black_hole) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.connect_timeout = timedelta(seconds=0.5)
+    settings.redis.socket_timeout = timedelta(seconds=0.5)
+    started = time.monotonic()
+    await use_redis(settings, f"redis://127.0.0.1:{black_hole.port}/0")
+    assert not broadcast.is_connected()
+    with pytest.raises(broadcast.BroadcastUnavailableError):
+        await broadcast.broadcast("anything", {"a": 1})
+    with pytest.raises(broadcast.BroadcastUnavailableError):
+        await broadcast.broadcast("anything", {"a": 1}, expect_answers=True, timeout=60)
+    await broadcast.shutdown()
+    assert time.monotonic() - started < 15
+
+
+async def test_shutdown_does_not_hang_on_a_running_handler(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    await use_redis(settings, redis_server.url)
+    entered = asyncio.Event()
+
+    async def forever() -> None:
+        entered.set()
+        await asyncio.sleep(3600)
+
+    await broadcast.subscribe("forever", forever)
+    waiting = asyncio.create_task(broadcast.broadcast("forever", expect_answers=True, timeout=3600))
+    await asyncio.wait_for(entered.wait(), 5)
+    await asyncio.wait_for(broadcast.shutdown(), 10)
+    assert broadcast.backend_name() == "local"
+    answers = await asyncio.wait_for(waiting, 5)  # the caller is released too
+    assert answers is not None
+    assert type(answers[0]) is MissingAnswer
+    assert "forever" in broadcast._STATE.registry  # kept for the next startup
+
+
+# ---------------------------------------------------------------------------------------------- signing
+
+
+def test_signing_round_trip_and_refusals(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.broadcast.secret = None
+    unsigned = _signing.sign("chan", b"{}")
+    assert _signing.open_frame(b"chan", unsigned) == b"{}"
+    settings.broadcast.secret = "k"
+    signed = _signing.sign("chan", b"{}")
+    assert _signing.open_frame(b"chan", signed) == b"{}"
+    with pytest.raises(_signing.SignatureError, match="wrong signature"):
+        _signing.open_frame(b"other-chan", signed)  # the channel is signed too
+    with pytest.raises(_signing.SignatureError, match="unsigned"):
+        _signing.open_frame(b"chan", unsigned)
+    with pytest.raises(_signing.SignatureError, match="wrong signature"):
+        _signing.open_frame(b"chan", signed[:-1] + b" ")
+    guard = _signing.ReplayGuard(max_entries=2)
+    guard.check("a", time.time())
+    with pytest.raises(_signing.SignatureError, match="replayed"):
+        guard.check("a", time.time())
+    guard.check("b", time.time())
+    guard.check("c", time.time())
+    guard.check("a", time.time())  # forgotten: memory is bounded, the timestamp check still applies
+    with pytest.raises(_signing.SignatureError, match="away from now"):
+        guard.check("d", time.time() + 3600)
