@@ -66,7 +66,7 @@ APP_SOURCE = textwrap.dedent(
         await websocket.close()
 
     NONCE_CSP = {"Content-Security-Policy": {"script-src": [CSP_NONCE]}}
-    app.add_middleware(ArmorHeaderMiddleware, headers_config={"where": {"path_match": "^/where$", "headers": NONCE_CSP}})
+    app.add_middleware(ArmorHeaderMiddleware, headers_config={"where": {"path_match": "^/where", "headers": NONCE_CSP}})
     app.add_middleware(ForwardedHeadersMiddleware, trusted_hosts="127.0.0.1")
     """
 )
