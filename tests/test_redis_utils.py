@@ -1,0 +1,127 @@
+"""redis_utils: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+import redis.asyncio
+import redis.exceptions
+
+from c2casgiutils import config, redis_utils
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_not_configured_gives_no_client(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = None
+    settings.redis.sentinels = None
+    assert not redis_utils.is_configured()
+    assert redis_utils.get() is None
+    assert redis_utils.build() is None
+    assert redis_utils.describe() == "not configured"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:secret@host:6379/1", "redis://:***@host:6379/1"),
+        ("rediss://user:p%40ss@[::1]:6380/0", "rediss://user:***@[::1]:6380/0"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert redis_utils.mask_url(url) == masked
+    assert "secret" not in redis_utils.mask_url(url)
+
+
+def test_url_client_has_timeouts_and_immediate_retries(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = "redis://:pw@127.0.0.1:1/3"
+    settings.redis.socket_timeout = timedelta(seconds=1.5)
+    settings.redis.connect_timeout = timedelta(seconds=0.5)
+    settings.redis.retries = 2
+    clients = redis_utils.build()
+    assert clients is not None
+    assert clients.master is clients.replica
+    assert clients.sentinel is None
+    kwargs = clients.master.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 1.5
+    assert kwargs["socket_connect_timeout"] == 0.5
+    assert kwargs["db"] == 3
+    assert kwargs["retry"].get_retries() == 2
+    assert redis_utils.describe() == "redis://:***@127.0.0.1:1/3"
+
+
+def test_options_override_defaults(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = "redis://127.0.0.1:1/0"
+    settings.redis.options = config.parse_key_values("socket_timeout=7,health_check_interval=3")
+    clients = redis_utils.build()
+    assert clients is not None
+    kwargs = clients.master.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 7
+    assert kwargs["health_check_interval"] == 3
+
+
+def test_sentinel_gives_master_and_replica(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = None
+    settings.redis.sentinels = "127.0.0.1:26379,[::1]:26380"
+    settings.redis.servicename = "mymaster"
+    assert redis_utils.parse_sentinels(settings.redis.sentinels) == [("127.0.0.1", 26379), ("::1", 26380)]
+    clients = redis_utils.build()
+    assert clients is not None
+    assert clients.sentinel is not None
+    assert clients.master is not clients.replica
+    assert "mymaster" in redis_utils.describe()
+
+
+def test_sentinel_without_servicename_is_a_clear_startup_error(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("C2C__REDIS__SENTINELS", "127.0.0.1:26379")
+    with pytest.raises(config.SettingsError, match="C2C__REDIS__SERVICENAME"):
+        config.load_settings()
+    settings.redis.sentinels = "127.0.0.1:26379"  # bypasses validation: build() checks again
+    settings.redis.servicename = None
+    with pytest.raises(config.SettingsError, match="SERVICENAME"):
+        redis_utils.build()
+
+
+async def test_clients_cached_per_loop_and_cleaned_up(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = redis_server.url
+    first = redis_utils.get()
+    assert first is not None
+    assert redis_utils.get() is first
+    assert await first.master.ping()
+    await redis_utils.cleanup()
+    second = redis_utils.get()
+    assert second is not None
+    assert second is not first
+    assert await second.master.ping()
+    await redis_utils.cleanup()
+
+
+async def test_black_hole_call_is_bounded(settings, black_hole) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = f"redis://127.0.0.1:{black_hole.port}/0"
+    settings.redis.socket_timeout = timedelta(seconds=0.3)
+    settings.redis.connect_timeout = timedelta(seconds=0.3)
+    clients = redis_utils.build()
+    assert clients is not None
+    started = time.monotonic()
+    with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)):
+        await clients.master.ping()
+    assert time.monotonic() - started < 5
+    await clients.master.aclose()
+
+
+async def test_stopped_redis_fails_fast_then_recovers(settings, own_redis_server) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = own_redis_server.url
+    clients = redis_utils.build()
+    assert clients is not None
+    assert await clients.master.set("k", "v")
+    own_redis_server.stop()
+    started = time.monotonic()
+    with pytest.raises(redis.exceptions.ConnectionError):
+        await clients.master.get("k")
+    assert time.monotonic() - started < 3  # no multi-second backoff
+    own_redis_server.start()
+    assert await clients.master.ping()  # the stale pooled connection is replaced by the retry
+    await clients.master.aclose()
