@@ -10,9 +10,10 @@ and :func:`async_client` forward to the services we call.
 from __future__ import annotations
 
 import contextvars
-import importlib.util
+import functools
 import logging
 import re
+import sys
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -55,16 +56,18 @@ def _header_value(scope: Scope, header_name: bytes) -> str | None:
     return None
 
 
-def _tag_sentry(request_id: str) -> None:
-    """Tag the Sentry scope of this request, when sentry_sdk is installed and initialised."""
-    if _SENTRY_AVAILABLE:
-        import sentry_sdk  # noqa: PLC0415  # optional integration
+def _active_sentry() -> Any:
+    """The sentry_sdk module when it is imported and initialised, else None."""
+    # Sentry can only be initialised once imported: no import (and no cost) for services without it.
+    sentry_sdk = sys.modules.get("sentry_sdk")
+    if sentry_sdk is not None and sentry_sdk.get_client().is_active():
+        return sentry_sdk
+    return None
 
-        if sentry_sdk.get_client().is_active():
-            sentry_sdk.get_isolation_scope().set_tag("request_id", request_id)
 
-
-_SENTRY_AVAILABLE = importlib.util.find_spec("sentry_sdk") is not None
+@functools.lru_cache(maxsize=8)
+def _encoded_header_name(header: str) -> bytes:
+    return header.lower().encode("latin-1")
 
 
 class RequestIdMiddleware:
@@ -77,12 +80,10 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        header = config.settings.request_id.header
-        header_name = header.lower().encode("latin-1")
+        header_name = _encoded_header_name(config.settings.request_id.header)
         given = _header_value(scope, header_name)
         request_id = given if given is not None and is_well_formed(given) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
-        _tag_sentry(request_id)
         encoded = request_id.encode("ascii")
 
         async def send_with_id(message: Message) -> None:
@@ -94,7 +95,14 @@ class RequestIdMiddleware:
 
         token = request_id_var.set(request_id)
         try:
-            await self.app(scope, receive, send_with_id)
+            sentry_sdk = _active_sentry()
+            if sentry_sdk is None:
+                await self.app(scope, receive, send_with_id)
+            else:
+                # A scope of its own, so the tag never leaks to other requests of the process.
+                with sentry_sdk.isolation_scope() as sentry_scope:
+                    sentry_scope.set_tag("request_id", request_id)
+                    await self.app(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 

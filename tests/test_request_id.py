@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -192,3 +194,41 @@ def test_uvicorn_json_logs_and_forwarding() -> None:
         assert all({"time", "level", "logger", "message", "request_id"} <= set(entry) for entry in entries)
     finally:
         service.close()
+
+
+def test_sentry_events_carry_the_request_id() -> None:
+    """A real Sentry client with an in-memory transport: the event of a request is tagged with its id."""
+    sentry_sdk = pytest.importorskip("sentry_sdk")
+    from sentry_sdk.transport import Transport
+
+    envelopes: list[Any] = []
+
+    class MemoryTransport(Transport):
+        def capture_envelope(self, envelope: Any) -> None:
+            envelopes.append(envelope)
+
+    app = FastAPI()
+
+    @app.get("/report")
+    async def report() -> dict[str, str]:
+        sentry_sdk.capture_message("something to report")
+        return {}
+
+    sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", transport=MemoryTransport, default_integrations=False)
+    try:
+
+        async def run() -> None:
+            transport = httpx.ASGITransport(app=request_id.RequestIdMiddleware(app))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                await client.get("/report", headers={"X-Request-ID": "sentry-1"})
+                await client.get("/report", headers={"X-Request-ID": "sentry-2"})
+
+        asyncio.run(run())
+        sentry_sdk.flush(timeout=5)
+        sentry_sdk.capture_message("outside any request")
+        sentry_sdk.flush(timeout=5)
+    finally:
+        sentry_sdk.init()  # an inactive client again: no DSN
+    events = [item.payload.json for envelope in envelopes for item in envelope.items if item.type == "event"]
+    tags = [event.get("tags", {}).get("request_id") for event in events]
+    assert tags == ["sentry-1", "sentry-2", None]
