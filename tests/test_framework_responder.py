@@ -12,8 +12,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+import responder
 from starlette.testclient import TestClient
 
+from c2casgiutils import headers
 from tests.frameworks import lifecycle
 from tests.frameworks.checks import assert_armored, assert_page_nonce, registered_probes
 from tests.frameworks.responder_app import create_api
@@ -97,6 +99,21 @@ def test_untrusted_peer_cannot_forward() -> None:
         response = test_client.get("/url", headers=PROXIED)
     assert response.json()["url"] == "http://testserver/url"
     assert response.json()["client"] == "testclient"
+
+
+def test_wrapping_the_api_armors_responders_500_page() -> None:
+    """add_middleware sits inside responder's ServerErrorMiddleware; wrapping the API covers its 500 page."""
+    api = create_api()
+
+    @api.route("/boom")  # type: ignore[misc]
+    async def boom(req: responder.Request, resp: responder.Response) -> None:
+        raise RuntimeError("boom")
+
+    with TestClient(headers.ArmorHeaderMiddleware(api), raise_server_exceptions=False) as test_client:
+        response = test_client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["x-frame-options"] == "DENY"
+    assert len(response.headers.get_list("x-frame-options")) == 1
 
 
 def test_post_body_reaches_the_view(client: httpx.Client) -> None:
