@@ -35,12 +35,14 @@ def _stretch_secret(secret: str) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=_SECRET_SALT, n=2**14, r=8, p=1, dklen=64)
 
 
+@functools.lru_cache(maxsize=8)
 def secret_cookie_key(secret: str, jwt_secret: str | None) -> bytes:
     """Signing key of the shared-secret login cookie (64 bytes, fit for HS256 to HS512)."""
     stretched = _stretch_secret(secret)
     return hmac.new(stretched, (jwt_secret or "").encode(), hashlib.sha512).digest()
 
 
+@functools.lru_cache(maxsize=8)
 def github_cookie_key(jwt_secret: str) -> bytes:
     """Signing key of the GitHub session and OAuth state cookies."""
     return hmac.new(jwt_secret.encode(), _GITHUB_SIGNING_INFO, hashlib.sha512).digest()
