@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from c2casgiutils import auth, broadcast, config, health_checks, redis_utils
+from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
 from c2casgiutils.tools import debug as tools_debug
 from c2casgiutils.tools import headers as tools_headers
@@ -41,6 +42,7 @@ def create_app() -> FastAPI:
     sub_app.include_router(tools_versions.router, prefix=prefix, tags=["c2c_tools"])
     sub_app.include_router(tools_index.router, prefix=prefix, tags=["c2c_tools"])
     sub_app.mount(f"{prefix}/static", StaticFiles(directory=STATIC_DIR), name="c2c_static")
+    sub_app.add_middleware(MountPathMiddleware)
     return sub_app
 
 
