@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import types
 import typing
 from collections.abc import Iterator
@@ -38,10 +39,10 @@ def _is_model(annotation: Any) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
-def _type_name(annotation: Any) -> str:
+def _type_name(annotation: Any) -> str:  # noqa: PLR0911 - one return per kind of type
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
-        base, *extras = typing.get_args(annotation)
+        base = typing.get_args(annotation)[0]
         if base is timedelta:
             return "duration"
         return _type_name(base)
@@ -63,7 +64,7 @@ def _type_name(annotation: Any) -> str:
 
 def _default(field: FieldInfo) -> str:
     if field.default_factory is not None:
-        if field.default_factory is config.os.getcwd:
+        if field.default_factory is os.getcwd:
             return "the working directory"
         value = field.default_factory()  # type: ignore[call-arg]
     else:
@@ -86,7 +87,8 @@ def _rows(model: type[BaseModel], path: tuple[str, ...]) -> Iterator[tuple[str, 
             continue
         env = config.env_name((*path, name))
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        yield env, _type_name(field.rebuild_annotation() if field.metadata else annotation), _default(field), description
+        kind = _type_name(field.rebuild_annotation() if field.metadata else annotation)
+        yield env, kind, _default(field), description
 
 
 def render() -> str:
@@ -105,4 +107,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    print(render(), end="")  # noqa: T201
+    print(render(), end="")
