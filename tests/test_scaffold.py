@@ -1,0 +1,390 @@
+"""The cookiecutter scaffold: generation, the slug check, and (slow) a generated service end to end.
+
+The fast tests generate every option combination with the real cookiecutter and lint the result. The slow
+ones install this checkout and two generated projects into a fresh virtual environment (no system site
+packages), run the projects' own tests and ruff, migrate real PostgreSQL, and run the services with
+uvicorn against real Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.servers import PostgresServer, RedisServer, free_port
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCAFFOLD = REPO_ROOT / "scaffold"
+HOST_BIN = Path(sys.executable).parent
+SLUG = "demo_svc"
+PREFIX = SLUG.upper() + "__"
+DATABASE_FILES = ["alembic.ini", f"{SLUG}/alembic", f"{SLUG}/db.py", f"{SLUG}/models.py", "tests/test_items.py"]
+# Variables of the machine that would change how a generated service behaves: never inherited.
+LEAKING_PREFIXES = ("C2C__", PREFIX, "PROMETHEUS_MULTIPROC_DIR", "SENTRY_DSN", "PYTHONPATH", "PYTHONHOME")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith(LEAKING_PREFIXES)}
+    env.pop("VIRTUAL_ENV", None)
+    env.update(extra)
+    return env
+
+
+def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run a command; fail with its output when it does not succeed."""
+    result = subprocess.run(
+        command, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(command)} exited {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result.stdout
+
+
+def cookiecutter(output: Path, *args: str, template: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The real cookiecutter command line, with no prompt; its replay files stay out of the home directory."""
+    output.mkdir(parents=True, exist_ok=True)
+    state = output.parent / f".cookiecutter-{output.name}"
+    state.mkdir(exist_ok=True)
+    config_file = state / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump({"cookiecutters_dir": str(state / "templates"), "replay_dir": str(state / "replay")}),
+        encoding="utf-8",
+    )
+    command = [sys.executable, "-m", "cookiecutter", "--no-input", "--config-file", str(config_file)]
+    command += ["--output-dir", str(output), template or str(SCAFFOLD), *args]
+    return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
+
+
+def generate(output: Path, *, database: bool, redis: bool, from_repository: bool = False) -> Path:
+    """Generate the demo project, from ``scaffold/`` or as ``cookiecutter <repo> --directory scaffold``."""
+    args = [f"project_slug={SLUG}", f"database={'yes' if database else 'no'}", f"redis={'yes' if redis else 'no'}"]
+    if from_repository:
+        result = cookiecutter(output, *args, "--directory", "scaffold", template=str(REPO_ROOT))
+    else:
+        result = cookiecutter(output, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return output / SLUG
+
+
+# --------------------------------------------------------------------------------------------------
+# Fast: generation and the pre-generation hook
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("slug", "reason"),
+    [
+        ("My-Service", "lowercase letters"),
+        ("1service", "start with a lowercase letter"),
+        ("my__service", "double underscore"),
+        ("service_", "trailing"),
+        ("class", "Python keyword"),
+        ("json", "standard library"),
+        ("fastapi", "package the generated service uses"),
+        ("a" * 41, "limit is 40"),
+        ('bad"quote', "lowercase letters"),
+    ],
+)
+def test_invalid_slug_is_refused_with_a_clear_message(tmp_path: Path, slug: str, reason: str) -> None:
+    result = cookiecutter(tmp_path / "out", f"project_slug={slug}")
+    assert result.returncode != 0
+    assert f"Invalid project_slug {slug!r}" in result.stderr
+    assert reason in result.stderr
+    assert list((tmp_path / "out").iterdir()) == [], "nothing is generated for a refused slug"
+
+
+def test_description_with_quotes_is_refused(tmp_path: Path) -> None:
+    result = cookiecutter(tmp_path / "out", f"project_slug={SLUG}", 'project_description=say "hi"')
+    assert result.returncode != 0
+    assert "Invalid project_description" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("database", [True, False], ids=["database", "no-database"])
+@pytest.mark.parametrize("redis", [True, False], ids=["redis", "no-redis"])
+def test_generated_project_is_complete_and_lint_clean(tmp_path: Path, database: bool, redis: bool) -> None:
+    project = generate(tmp_path / "out", database=database, redis=redis, from_repository=database and redis)
+
+    for name in ["Dockerfile", "docker-compose.yaml", "logging.yaml", ".gitignore", "README.md", "pyproject.toml"]:
+        assert (project / name).is_file(), name
+    for name in ["main.py", "config.py", "api.py", "checks.py", "logging_format.py"]:
+        assert (project / SLUG / name).is_file(), name
+    for name in DATABASE_FILES:
+        assert (project / name).exists() == database, name
+    if database:
+        assert list((project / SLUG / "alembic" / "versions").glob("*.py"))
+
+    compose = yaml.safe_load((project / "docker-compose.yaml").read_text(encoding="utf-8"))
+    assert "app" in compose["services"]
+    assert ("redis" in compose["services"]) == redis
+    assert ("postgres" in compose["services"]) == database
+    app_env = compose["services"]["app"]["environment"]
+    assert ("C2C__REDIS__URL" in app_env) == redis
+    assert (f"{PREFIX}DATABASE__URL" in app_env) == database
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "c2casgiutils[all]" in pyproject["project"]["dependencies"]
+    assert {"pytest", "httpx2", "ruff"} <= {
+        dep.split(">")[0] for dep in pyproject["project"]["optional-dependencies"]["dev"]
+    }
+
+    logging_config = yaml.safe_load((project / "logging.yaml").read_text(encoding="utf-8"))
+    assert logging_config["formatters"]["console"]["()"] == f"{SLUG}.logging_format.console_formatter"
+
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8")
+    assert "-slim" in dockerfile.splitlines()[0]
+    assert "\nUSER app\n" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert "--proxy-headers" in dockerfile
+    assert '--forwarded-allow-ips=\\"$FORWARDED_ALLOW_IPS\\"' in dockerfile
+
+    main = (project / SLUG / "main.py").read_text(encoding="utf-8")
+    assert ("health_checks.Redis(" in main) == redis
+    assert ("health_checks.Alembic(" in main) == database
+    assert "{{" not in main
+    assert "{%" not in main
+
+    run([str(HOST_BIN / "ruff"), "check", "--no-cache", "."], cwd=project)
+    run([str(HOST_BIN / "ruff"), "format", "--no-cache", "--check", "."], cwd=project)
+
+
+# --------------------------------------------------------------------------------------------------
+# Slow: a fresh virtual environment, the generated projects' own tests, real services
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Generated:
+    venv_bin: Path
+    full: Path  # database and Redis on
+    minimal: Path  # database and Redis off
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return clean_env(
+            PATH=f"{self.venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            VIRTUAL_ENV=str(self.venv_bin.parent),
+            **extra,
+        )
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """Both variants generated and installed, with this checkout of c2casgiutils, in one fresh venv."""
+    base = tmp_path_factory.mktemp("scaffold")
+    full = generate(base / "full", database=True, redis=True, from_repository=True)
+    minimal = generate(base / "minimal", database=False, redis=False)
+    venv = base / "venv"
+    run([sys.executable, "-m", "venv", str(venv)], cwd=base, timeout=120)
+    venv_bin = venv / "bin"
+    # c2casgiutils is installed once from this checkout; the projects are installed editable like a
+    # developer would, the second one without resolving again what the first brought.
+    pip = [str(venv_bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off"]
+    run([*pip, f"{REPO_ROOT}[all]", "-e", f"{full}[dev]"], cwd=base, timeout=420)
+    run([*pip, "--no-deps", "-e", str(minimal)], cwd=base, timeout=120)
+    return Generated(venv_bin=venv_bin, full=full, minimal=minimal)
+
+
+@dataclass
+class Service:
+    process: subprocess.Popen[str]
+    port: int
+    metrics_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> bool:
+        """SIGTERM the server and its workers, as an orchestrator does; True when uvicorn exited cleanly."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        # After a graceful shutdown uvicorn re-raises SIGTERM when it runs one process: that is clean too.
+        return self.process.returncode in (0, -signal.SIGTERM)
+
+
+@pytest.fixture
+def start_service(tmp_path: Path) -> Iterator:
+    """Start a generated service with uvicorn as the Dockerfile does; every one is stopped at the end."""
+    services: list[Service] = []
+
+    def start(generated: Generated, project: Path, *, workers: int = 1, **env: str) -> Service:
+        port, metrics_port = free_port(), free_port()
+        log_path = tmp_path / f"uvicorn-{port}.log"
+        command = [
+            str(generated.venv_bin / "uvicorn"),
+            f"{SLUG}.main:app",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--log-config=logging.yaml",
+            "--proxy-headers",
+            "--forwarded-allow-ips=127.0.0.1",
+            f"--workers={workers}",
+        ]
+        with log_path.open("w", encoding="utf-8") as log:
+            process = subprocess.Popen(
+                command,
+                cwd=project,
+                env=generated.env(C2C__PROMETHEUS__PORT=str(metrics_port), **env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        service = Service(process, port, metrics_port, log_path)
+        services.append(service)
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, f"uvicorn exited {process.returncode}:\n{service.logs()}"
+            try:
+                if httpx.get(f"{service.url}/c2c/health_checks?tags=liveness", timeout=5).status_code == 200:
+                    return service
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"the service did not answer within 90 s:\n{service.logs()}"
+            time.sleep(0.2)
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+def check_names(response: httpx.Response) -> dict[str, int]:
+    return {entity["name"]: entity["status_code"] for entity in response.json()["entities"]}
+
+
+def metrics_text(service: Service) -> str:
+    response = httpx.get(f"http://127.0.0.1:{service.metrics_port}/metrics", timeout=10)
+    assert response.status_code == 200
+    return response.text
+
+
+def counter_value(metrics: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (text exposition format)."""
+    total = 0.0
+    for line in metrics.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text, value = line[len(name) + 1 :].rsplit("} ", 1)
+        if all(f'{key}="{expected}"' in label_text for key, expected in labels.items()):
+            total += float(value)
+    return total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["full", "minimal"])
+def test_generated_project_passes_its_own_tests_and_ruff(generated: Generated, variant: str) -> None:
+    project = getattr(generated, variant)
+    output = run(
+        [str(generated.venv_bin / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=generated.env(),
+        timeout=300,
+    )
+    summary = output.strip().splitlines()[-1]
+    # None failed, skipped or in error (a warning from a newer dependency is not the scaffold's failure).
+    assert re.fullmatch(r"\d+ passed(, \d+ warnings?)? in [\d.]+s", summary), summary
+    run([str(generated.venv_bin / "ruff"), "check", "--no-cache", "."], cwd=project, env=generated.env())
+    run([str(generated.venv_bin / "ruff"), "format", "--no-cache", "--check", "."], cwd=project, env=generated.env())
+
+
+@pytest.mark.slow
+def test_full_service_on_postgresql_and_redis(
+    generated: Generated, postgres_server: PostgresServer, own_redis_server: RedisServer, start_service, tmp_path: Path
+) -> None:
+    database = f"scaffold_{uuid.uuid4().hex[:8]}"
+    postgres_server.psql(f"CREATE DATABASE {database}", database="postgres")
+    database_url = postgres_server.url(database=database)
+    multiproc_dir = tmp_path / "prometheus"
+    multiproc_dir.mkdir()
+    service = start_service(
+        generated,
+        generated.full,
+        workers=2,
+        C2C__REDIS__URL=own_redis_server.url,
+        PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
+        **{f"{PREFIX}DATABASE__URL": database_url, f"{PREFIX}LOG_FORMAT": "json"},
+    )
+
+    # Not migrated yet: the Alembic check keeps the service out of the load balancer.
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
+    assert response.status_code >= 500, response.text
+    assert check_names(response)["Alembic"] >= 500
+
+    run(
+        [str(generated.venv_bin / "alembic"), "upgrade", "head"],
+        cwd=generated.full,
+        env=generated.env(**{f"{PREFIX}DATABASE__URL": database_url}),
+    )
+    assert postgres_server.psql("SELECT version_num FROM alembic_version", database=database).strip() == "0001"
+
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert check_names(response) == {"Liveness": 200, "Redis": 200, "SQLAlchemy": 200, "Alembic": 200}
+
+    created = httpx.post(f"{service.url}/api/items", json={"name": "in postgres"}, timeout=10)
+    assert created.status_code == 201, created.text
+    assert postgres_server.psql("SELECT name FROM item", database=database).strip() == "in postgres"
+
+    hello_count = 8
+    for _ in range(hello_count):
+        assert httpx.get(f"{service.url}/api/hello", timeout=10).status_code == 200
+    # Two workers, one metrics port: the counts of both are summed (multiprocess mode).
+    metrics = metrics_text(service)
+    assert counter_value(metrics, "http_requests_total", handler="/api/hello", method="GET") == hello_count
+
+    own_redis_server.stop()
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "liveness"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert check_names(response) == {"Liveness": 200}
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
+    assert response.status_code >= 500
+    assert check_names(response)["Redis"] >= 500
+
+    # logging.yaml with LOG_FORMAT=json: the service's log lines are JSON objects.
+    assert service.stop(), service.logs()
+    lines = service.logs().splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]  # every line is one JSON object
+    assert any(str(record.get("logger")).startswith(SLUG) for record in records), service.logs()
+    assert sum(record["message"] == "Application shutdown complete." for record in records) == 2  # both workers
+    assert not [record for record in records if "exception" in record], service.logs()
+
+
+@pytest.mark.slow
+def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_service) -> None:
+    service = start_service(generated, generated.minimal)
+
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert check_names(response) == {"Liveness": 200}
+    response = httpx.get(f"{service.url}/api/hello", params={"name": "you"}, timeout=10)
+    assert response.json() == {"message": "Hello you!"}
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert counter_value(metrics_text(service), "http_requests_total", handler="/api/hello") == 1
+    assert service.stop(), service.logs()
+    assert not any(line.startswith("{") for line in service.logs().splitlines()), "text logs by default"
+    assert "Application shutdown complete." in service.logs()
+    assert "Traceback" not in service.logs()
