@@ -349,6 +349,16 @@ def test_full_service_on_postgresql_and_redis(
     assert created.status_code == 201, created.text
     assert postgres_server.psql("SELECT name FROM item", database=database).strip() == "in postgres"
 
+    # Both workers answer a broadcast through Redis (the second may still be subscribing).
+    deadline = time.monotonic() + 30
+    while True:
+        answers = httpx.get(f"{service.url}/api/processes", timeout=30).json()
+        pids = {answer["payload"]["pid"] for answer in answers if "payload" in answer}
+        if len(pids) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(pids) == 2, answers
+
     hello_count = 8
     for _ in range(hello_count):
         assert httpx.get(f"{service.url}/api/hello", timeout=10).status_code == 200
@@ -363,6 +373,7 @@ def test_full_service_on_postgresql_and_redis(
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code >= 500
     assert check_names(response)["Redis"] >= 500
+    assert httpx.get(f"{service.url}/api/processes", timeout=30).status_code == 503
 
     # logging.yaml with LOG_FORMAT=json: the service's log lines are JSON objects.
     assert service.stop(), service.logs()
@@ -384,6 +395,8 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
     assert response.json() == {"message": "Hello you!"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert counter_value(metrics_text(service), "http_requests_total", handler="/api/hello") == 1
+    answers = httpx.get(f"{service.url}/api/processes", timeout=10).json()
+    assert [answer["payload"]["pid"] for answer in answers] == [service.process.pid]  # local broadcast
     assert service.stop(), service.logs()
     assert not any(line.startswith("{") for line in service.logs().splitlines()), "text logs by default"
     assert "Application shutdown complete." in service.logs()

@@ -1,3 +1,5 @@
+import os
+
 from fastapi.testclient import TestClient
 
 
@@ -25,3 +27,17 @@ def test_responses_carry_security_headers_and_request_id(client: TestClient) -> 
 
 def test_unknown_route_is_404(client: TestClient) -> None:
     assert client.get("/api/nothing-here").status_code == 404
+
+
+def test_processes_answer_through_the_broadcast(client: TestClient) -> None:
+    response = client.get("/api/processes")
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    # Without Redis the broadcast stays in this process: one answer, from the test process itself.
+    assert [answer["payload"]["pid"] for answer in answers] == [os.getpid()]
+
+
+def test_openapi_schema_lists_the_routes(client: TestClient) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert {"/api/hello", "/api/processes"} <= set(response.json()["paths"])

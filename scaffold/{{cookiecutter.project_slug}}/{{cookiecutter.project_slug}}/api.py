@@ -1,8 +1,11 @@
-"""The service's API: an example route{% if cookiecutter.database %} and an example database resource{% endif %}."""
+"""The service's API: an example route, a broadcast to every process{% if cookiecutter.database %}, an example database resource{% endif %}."""
 
+import os
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from c2casgiutils import broadcast
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel{% if cookiecutter.database %}, ConfigDict, Field
 from sqlalchemy import select
 
@@ -10,6 +13,7 @@ from {{ cookiecutter.project_slug }}.db import SessionDep
 from {{ cookiecutter.project_slug }}.models import Item{% endif %}
 
 router = APIRouter(prefix="/api", tags=["api"])
+_STARTED = time.monotonic()
 
 
 class Greeting(BaseModel):
@@ -22,6 +26,32 @@ class Greeting(BaseModel):
 async def hello(name: Annotated[str, Query(min_length=1, max_length=100)] = "world") -> Greeting:
     """Greet someone."""
     return Greeting(message=f"Hello {name}!")
+
+
+class ProcessInfo(BaseModel):
+    """What one process of the service reports."""
+
+    pid: int
+    uptime_seconds: float
+
+
+async def process_info() -> ProcessInfo:
+    """Run in every process by the broadcast."""
+    return ProcessInfo(pid=os.getpid(), uptime_seconds=round(time.monotonic() - _STARTED, 3))
+
+
+async def subscribe_broadcasts(main_app: FastAPI) -> None:
+    """Subscribe this process to the API's broadcasts; called in the lifespan, after c2casgiutils.startup."""
+    main_app.state.process_info_everywhere = await broadcast.decorate(process_info, expect_answers=True)
+
+
+@router.get("/processes")
+async def processes(request: Request) -> list[broadcast.BroadcastResponse[ProcessInfo] | broadcast.MissingAnswer]:
+    """Ask every process (every worker of every container, through Redis when configured) for its pid."""
+    try:
+        return await request.app.state.process_info_everywhere()
+    except broadcast.BroadcastUnavailableError as error:
+        raise HTTPException(status_code=503, detail=str(error)) from error
 {%- if cookiecutter.database %}
 
 

@@ -32,6 +32,7 @@ async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
     # With several workers, whichever gets the port serves the metrics of all (multiprocess mode).
     prometheus.start_metrics_server()
     await c2casgiutils.startup(main_app)
+    await api.subscribe_broadcasts(main_app)
     try:
         yield
     finally:
