@@ -336,3 +336,28 @@ def test_signing_round_trip_and_refusals(settings) -> None:  # type: ignore[no-u
     guard.check("a", time.time())  # forgotten: memory is bounded, the timestamp check still applies
     with pytest.raises(_signing.SignatureError, match="away from now"):
         guard.check("d", time.time() + 3600)
+
+
+def test_startup_in_a_new_event_loop_replaces_the_backend_of_a_closed_one(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = redis_server.url
+    broadcast.subscribe("across_loops", lambda: "answer")
+
+    async def first() -> None:
+        await broadcast.startup()
+        assert broadcast.is_connected()
+        # no shutdown: the loop closes with the backend running
+
+    async def second() -> list[object] | None:
+        await broadcast.startup()
+        try:
+            return await broadcast.broadcast("across_loops", expect_answers=True, timeout=5)  # type: ignore[return-value]
+        finally:
+            await broadcast.shutdown()
+            await redis_utils.cleanup()
+
+    asyncio.run(first())
+    answers = asyncio.run(second())
+    assert answers is not None
+    assert len(answers) == 1  # the listener of the closed loop is not counted as a receiver
+    assert isinstance(answers[0], broadcast_types.BroadcastResponse)
+    assert answers[0].payload == "answer"

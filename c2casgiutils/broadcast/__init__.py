@@ -111,8 +111,8 @@ async def _replace_backend(backend: Backend) -> None:
     previous, _STATE.backend = _STATE.backend, backend
     try:
         await previous.stop()
-    except RuntimeError:  # a backend of an event loop that is closed (tests run one loop per test)
-        _LOGGER.debug("Broadcast: could not stop the previous backend", exc_info=True)
+    except Exception:  # cleanup only: never let a broken old backend block the new one
+        _LOGGER.warning("Broadcast: could not stop the previous backend cleanly", exc_info=True)
 
 
 def backend_name() -> str:

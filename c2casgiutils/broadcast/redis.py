@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -117,6 +118,14 @@ class RedisBackend:
 
     async def stop(self) -> None:
         """Stop the listener, cancel running handlers, release waiting callers; bounded."""
+        if self.loop is not asyncio.get_running_loop():
+            # Started in another event loop (closed since, e.g. one loop per test): nothing of it can be awaited
+            # from here. Shut its socket down so that Redis stops counting this listener as a receiver.
+            self._shutdown_foreign_socket()
+            self._tasks.clear()
+            self._listener = None
+            self._pubsub = None
+            return
         tasks = [task for task in (self._listener, *self._tasks) if task is not None]
         for task in tasks:
             task.cancel()
@@ -127,6 +136,15 @@ class RedisBackend:
                 collector.done.set_result(None)
         self._connected.clear()
         await self._drop_connection()
+
+    def _shutdown_foreign_socket(self) -> None:
+        connection = getattr(self._pubsub, "connection", None)
+        writer = getattr(connection, "_writer", None)  # redis-py internals, hence every step is guarded
+        transport = getattr(writer, "transport", None)
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # ------------------------------------------------------------------ subscriptions
 
