@@ -58,6 +58,8 @@ async def startup(main_app: FastAPI | None = None) -> None:
     auth.check_settings()
     await broadcast.startup()
     await tools_logging.startup()
+    await tools_debug.startup()
+    await tools_versions.startup()
     _LOGGER.debug("c2casgiutils started")
 
 
