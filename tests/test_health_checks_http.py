@@ -18,13 +18,13 @@ SEEN_AUTHORIZATION: list[str | None] = []
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        SEEN_AUTHORIZATION.append(self.headers.get("Authorization"))  # before answering: no race
         status = {"/ok": 200, "/created": 201, "/redirect": 302}.get(self.path, 404)
         self.send_response(status)
         if status == 302:
             self.send_header("Location", "/ok")
         self.send_header("Content-Length", "0")
         self.end_headers()
-        SEEN_AUTHORIZATION.append(self.headers.get("Authorization"))
 
     def log_message(self, *args: object) -> None:
         pass

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -118,6 +120,15 @@ async def test_sqlite_unreachable_file(tmp_path: Path, async_engines) -> None:  
     entity = await _run_one(health_checks.SQLAlchemy(Session=Session))
     assert entity.status_code == 500
     assert "unable to open database file" in entity.payload["error"]
+    await _aiosqlite_threads_stopped()
+
+
+async def _aiosqlite_threads_stopped() -> None:
+    """aiosqlite stops its worker thread after a failed connect without waiting: let it finish on this loop."""
+    deadline = time.monotonic() + 5
+    while any("_connection_worker_thread" in thread.name for thread in threading.enumerate()):
+        assert time.monotonic() < deadline, "aiosqlite worker thread still running"
+        await asyncio.sleep(0.02)
 
 
 def test_refuses_what_is_not_a_session_source() -> None:
