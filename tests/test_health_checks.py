@@ -489,3 +489,28 @@ async def test_admins_see_payloads_when_hidden_from_others(
     assert anonymous.json()["entities"][0]["payload"] == {}
     assert wrong.json()["entities"][0]["payload"] == {}
     assert admin.json()["entities"][0]["payload"] == {"message": "details"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Optional integrations
+# --------------------------------------------------------------------------------------------------
+
+
+def test_import_needs_no_optional_integration() -> None:
+    import subprocess
+
+    code = (
+        "import sys, c2casgiutils.health_checks as h; h.Redis(); h.HTTP('http://127.0.0.1/'); "
+        "optional = {'sqlalchemy', 'alembic', 'redis', 'prometheus_client'}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & optional))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c2casgiutils._optional import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "alembic", None)
+    with pytest.raises(MissingExtraError, match=r"c2casgiutils\[alembic\]"):
+        health_checks.Alembic(Session=lambda: None)
