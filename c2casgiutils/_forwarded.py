@@ -9,11 +9,12 @@ Malformed values are ignored: they never raise, never rewrite anything.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -30,6 +31,7 @@ _MAX_HEADER_LENGTH = 4096  # longer forwarded values are ignored (no quadratic w
 _MAX_HOPS = 32
 _PREFIX = b"x-forwarded-prefix"
 _MAX_CACHED_PEERS = 4096
+_MAX_CACHED_HOPS = 1024
 _HOST_RE = re.compile(
     r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])(?::(?P<port>\d{1,5}))?$"
 )
@@ -84,7 +86,7 @@ class TrustedProxies:
         return trusted
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # hashed only once built and cached, never changed afterwards
 class _Hop:
     """What one proxy hop tells about the request it received."""
 
@@ -95,6 +97,10 @@ class _Hop:
     prefix: str | None = None
 
 
+_EMPTY_HOP = _Hop()
+
+
+@functools.lru_cache(maxsize=4096)
 def _parse_node(value: str) -> tuple[str, int] | None:
     """An address from ``for=`` or X-Forwarded-For: ``ip``, ``ip:port``, ``[ipv6]:port``; else None."""
     value = value.strip()
@@ -161,6 +167,7 @@ def _valid_port(value: str | None) -> int | None:
     return port if 0 < port <= 65535 else None
 
 
+@functools.lru_cache(maxsize=512)
 def _split_host(value: str | None) -> tuple[str, int | None] | None:
     """A forwarded host as ``(host, port or None)``; None for anything that is not a plain host[:port]."""
     if value is None:
@@ -183,6 +190,7 @@ def _split_host(value: str | None) -> tuple[str, int | None] | None:
     return host, port
 
 
+@functools.lru_cache(maxsize=512)
 def _valid_prefix(value: str | None) -> str | None:
     if value is None:
         return None
@@ -199,7 +207,9 @@ def _pick(values: list[str], hops: int) -> str | None:
     return values[max(0, len(values) - hops)]
 
 
-def _split_list(raw: list[bytes]) -> list[str] | None:
+def _split_list(raw: list[bytes] | None) -> list[str] | None:
+    if not raw:
+        return None
     text = ",".join(value.decode("latin-1") for value in raw)
     if len(text) > _MAX_HEADER_LENGTH:
         return None
@@ -228,11 +238,14 @@ class ForwardedHeadersMiddleware:
         self.app = app
         self.headers_type = headers_type
         self.trusted_hosts = TrustedProxies(trusted_hosts)
+        self._hops: dict[tuple[tuple[bytes, tuple[bytes, ...]], ...], _Hop] = {}
+        self._patches: dict[tuple[Any, ...], _Patch] = {}
         self._wanted = frozenset(
             (b"forwarded", _PREFIX)
             if headers_type == "forwarded"
             else (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", _PREFIX)
         )
+        self._wanted_with_host = self._wanted | {b"host"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.headers_type != "none" and scope["type"] in ("http", "websocket"):
@@ -242,13 +255,29 @@ class ForwardedHeadersMiddleware:
         await self.app(scope, receive, send)
 
     def _collect(self, scope: Scope) -> dict[bytes, list[bytes]]:
-        wanted = self._wanted
+        wanted = self._wanted_with_host
         found: dict[bytes, list[bytes]] = {}
         for key, value in scope["headers"]:
-            name = bytes(key).lower()
+            name = key.lower()
             if name in wanted:
-                found.setdefault(name, []).append(bytes(value))
+                found.setdefault(bytes(name), []).append(bytes(value))
         return found
+
+    def _hop(self, found: dict[bytes, list[bytes]]) -> _Hop:
+        """The hop the headers describe; memoised, as a proxy sends the same values again and again."""
+        key = tuple([(name, tuple(values)) for name, values in found.items() if name != b"host"])
+        hop = self._hops.get(key)
+        if hop is None:
+            if self.headers_type == "forwarded":
+                hop = (self._hop_from_forwarded(found[b"forwarded"]) if b"forwarded" in found else None) or _Hop()
+                # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
+                hop.prefix = _valid_prefix(_pick(_split_list(found.get(_PREFIX)) or [], 1))
+            else:
+                hop = self._hop_from_x_forwarded(found)
+            if len(self._hops) >= _MAX_CACHED_HOPS:
+                self._hops.clear()
+            self._hops[key] = hop
+        return hop
 
     def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop | None:
         text = b",".join(raw).decode("latin-1")
@@ -260,7 +289,7 @@ class ForwardedHeadersMiddleware:
         chosen = 0
         for index in range(len(elements) - 1, -1, -1):
             node = _parse_node(elements[index].get("for", ""))
-            if node is None or not self.trusted_hosts.address(ipaddress.ip_address(node[0])):
+            if node is None or node[0] not in self.trusted_hosts:
                 chosen = index
                 break
         element = elements[chosen]
@@ -273,62 +302,51 @@ class ForwardedHeadersMiddleware:
     def _hop_from_x_forwarded(self, found: dict[bytes, list[bytes]]) -> _Hop:
         hop = _Hop()
         hops = 1  # proxies that appended to the lists; the direct peer is the first
-        addresses = _split_list(found.get(b"x-forwarded-for", []))
+        addresses = _split_list(found.get(b"x-forwarded-for"))
         if addresses:
             chosen = 0
             for index in range(len(addresses) - 1, -1, -1):
                 node = _parse_node(addresses[index])
-                if node is None or not self.trusted_hosts.address(ipaddress.ip_address(node[0])):
+                if node is None or node[0] not in self.trusted_hosts:
                     chosen = index
                     break
             hops = len(addresses) - chosen
             hop.client = _parse_node(addresses[chosen])
-        protos = _split_list(found.get(b"x-forwarded-proto", []))
+        protos = _split_list(found.get(b"x-forwarded-proto"))
         hop.proto = _valid_proto(_pick(protos or [], hops))
-        host = _split_host(_pick(_split_list(found.get(b"x-forwarded-host", [])) or [], hops))
+        host = _split_host(_pick(_split_list(found.get(b"x-forwarded-host")) or [], hops))
         if host is not None:
             hop.host, hop.port = host
         if hop.port is None:
-            hop.port = _valid_port(_pick(_split_list(found.get(b"x-forwarded-port", [])) or [], hops))
-        hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix", [])) or [], hops))
+            hop.port = _valid_port(_pick(_split_list(found.get(b"x-forwarded-port")) or [], hops))
+        hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix")) or [], hops))
         return hop
 
     def _rewrite(self, scope: Scope) -> Scope:
         found = self._collect(scope)
-        if not found:
+        if not found.keys() - {b"host"}:
             return scope
-        if self.headers_type == "forwarded":
-            hop = (self._hop_from_forwarded(found[b"forwarded"]) if b"forwarded" in found else None) or _Hop()
-            # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
-            hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix", [])) or [], 1))
-        else:
-            hop = self._hop_from_x_forwarded(found)
-        if hop.host is None and hop.port is not None:
-            # Only a port was forwarded: keep the host the proxy passed on.
-            current = _split_host(next((bytes(v).decode("latin-1") for k, v in scope["headers"] if k == b"host"), None))
-            if current is not None:
-                hop.host = current[0]
-        if hop == _Hop():
+        hop = self._hop(found)
+        if hop == _EMPTY_HOP:
             return scope
+        key = (
+            hop,
+            scope["type"],
+            scope.get("scheme", "http"),
+            tuple(found.get(b"host", ())) if hop.host is None else (),
+        )
+        patch = self._patches.get(key)
+        if patch is None:
+            patch = _patch(hop, *key[1:])
+            if len(self._patches) >= _MAX_CACHED_HOPS:
+                self._patches.clear()
+            self._patches[key] = patch
 
-        scope = dict(scope)  # outer middlewares keep seeing what the server sent
-        scheme: str = scope.get("scheme", "http")
-        if hop.proto is not None:
-            websocket = scope["type"] == "websocket"
-            scheme = _WEBSOCKET_SCHEMES[hop.proto] if websocket else _HTTP_SCHEMES[hop.proto]
-            scope["scheme"] = scheme
-        if hop.host is not None:
-            default_port = _DEFAULT_PORTS.get(scheme, 80)
-            port = hop.port if hop.port is not None else default_port
-            scope["server"] = (hop.host, port)
-            host_text = f"[{hop.host}]" if ":" in hop.host else hop.host
-            if port != default_port:
-                host_text = f"{host_text}:{port}"
-            scope["headers"] = [(b"host", host_text.encode("ascii"))] + [
-                (key, value) for key, value in scope["headers"] if bytes(key).lower() != b"host"
+        scope = {**scope, **patch.values}  # a copy: outer middlewares keep seeing what the server sent
+        if patch.host_header is not None:
+            scope["headers"] = [(b"host", patch.host_header)] + [
+                (name, value) for name, value in scope["headers"] if name.lower() != b"host"
             ]
-        if hop.client is not None:
-            scope["client"] = hop.client
         if hop.prefix:
             # ASGI: path includes root_path; Starlette strips root_path to route and adds it back in url_for.
             scope["root_path"] = hop.prefix + scope.get("root_path", "")
@@ -336,3 +354,33 @@ class ForwardedHeadersMiddleware:
             if scope.get("raw_path") is not None:
                 scope["raw_path"] = hop.prefix.encode("ascii") + bytes(scope["raw_path"])
         return scope
+
+
+@dataclass(frozen=True, slots=True)
+class _Patch:
+    """The scope changes a hop implies for one scope type and scheme: computed once, applied many times."""
+
+    values: dict[str, Any]
+    host_header: bytes | None
+
+
+def _patch(hop: _Hop, scope_type: str, scheme: str, current_host: tuple[bytes, ...]) -> _Patch:
+    values: dict[str, Any] = {}
+    if hop.proto is not None:
+        scheme = _WEBSOCKET_SCHEMES[hop.proto] if scope_type == "websocket" else _HTTP_SCHEMES[hop.proto]
+        values["scheme"] = scheme
+    host = hop.host
+    if host is None and hop.port is not None and current_host:
+        # Only a port was forwarded: keep the host the proxy passed on.
+        parsed = _split_host(current_host[0].decode("latin-1"))
+        host = parsed[0] if parsed is not None else None
+    host_header = None
+    if host is not None:
+        default_port = _DEFAULT_PORTS.get(scheme, 80)
+        port = hop.port if hop.port is not None else default_port
+        values["server"] = (host, port)
+        host_text = f"[{host}]" if ":" in host else host
+        host_header = (host_text if port == default_port else f"{host_text}:{port}").encode("ascii")
+    if hop.client is not None:
+        values["client"] = hop.client
+    return _Patch(values=values, host_header=host_header)

@@ -8,8 +8,8 @@ one dictionary lookup of the pre-merged header plan.
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -145,6 +145,7 @@ _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _FORBIDDEN_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _NONCE_SCOPE_KEY = "c2casgiutils.nonce"
 _MAX_CACHED_PLANS = 1024
+_MAX_CACHED_MASKS = 4096
 
 # A header value split around the nonce marker: parts joined with the request's nonce source at send time.
 _ValueParts = tuple[bytes, ...]
@@ -167,7 +168,8 @@ class _Plan:
     """The merged effect of a set of matching rules: what to drop from the response and what to add."""
 
     drop: frozenset[bytes]
-    add: tuple[tuple[bytes, _ValueParts], ...]
+    static: tuple[tuple[bytes, bytes], ...]
+    with_nonce: tuple[tuple[bytes, _ValueParts], ...]
 
 
 def _fail(name: str, message: str) -> HeadersConfigError:
@@ -354,8 +356,11 @@ class ArmorHeaderMiddleware:
         self._request_checks = [
             (bit, rule)
             for bit, rule in bits
-            if rule.netloc is not None or rule.path is not None or rule.methods is not None or rule.http_mode_only
+            if (rule.netloc is not None or rule.path is not None or rule.methods is not None)
+            and not rule.http_mode_only
         ]
+        self._http_mode_mask = sum(bit for bit, rule in bits if rule.http_mode_only)
+        self._request_masks: dict[tuple[str, str, str], int] = {}
         self._needs_netloc = any(rule.netloc is not None for rule in rules)
         self._needs_path = any(rule.path is not None for rule in rules)
         self._response_checks = [
@@ -366,24 +371,26 @@ class ArmorHeaderMiddleware:
 
     def _request_mask(self, scope: Scope) -> int:
         """The rules that match what is known before the response: host, path, method, settings.http."""
-        mask = self._unconditional_mask
         netloc = _netloc(scope) if self._needs_netloc else ""
         path = _relative_path(scope) if self._needs_path else ""
-        method = scope.get("method", "GET")
-        http_mode: bool | None = None
-        for bit, rule in self._request_checks:
-            if rule.http_mode_only:
-                if http_mode is None:
-                    http_mode = config.settings.http
-                if not http_mode:
+        method: str = scope.get("method", "GET")
+        key = (netloc, path, method)
+        mask = self._request_masks.get(key)
+        if mask is None:
+            mask = self._unconditional_mask
+            for bit, rule in self._request_checks:
+                if rule.netloc is not None and not rule.netloc.match(netloc):
                     continue
-            if rule.netloc is not None and not rule.netloc.match(netloc):
-                continue
-            if rule.path is not None and not rule.path.match(path):
-                continue
-            if rule.methods is not None and method not in rule.methods:
-                continue
-            mask |= bit
+                if rule.path is not None and not rule.path.match(path):
+                    continue
+                if rule.methods is not None and method not in rule.methods:
+                    continue
+                mask |= bit
+            if len(self._request_masks) >= _MAX_CACHED_MASKS:
+                self._request_masks.clear()  # bounded: hostile paths cannot grow it
+            self._request_masks[key] = mask
+        if config.settings.http:
+            mask |= self._http_mode_mask
         return mask
 
     def _response_mask_filter(self, mask: int, message: Message) -> int:
@@ -418,7 +425,12 @@ class ArmorHeaderMiddleware:
                         merged[name] = parts
             plan = _Plan(
                 drop=frozenset(merged),
-                add=tuple((name, parts) for name, parts in merged.items() if parts is not None),
+                static=tuple(
+                    (name, parts[0]) for name, parts in merged.items() if parts is not None and len(parts) == 1
+                ),
+                with_nonce=tuple(
+                    (name, parts) for name, parts in merged.items() if parts is not None and len(parts) > 1
+                ),
             )
             if len(self._plans) < _MAX_CACHED_PLANS:
                 self._plans[mask] = plan
@@ -432,7 +444,7 @@ class ArmorHeaderMiddleware:
         # One nonce per request, shared with nested ArmorHeaderMiddlewares (mounted sub-apps).
         nonce: str | None = scope.get(_NONCE_SCOPE_KEY)
         if nonce is None:
-            nonce = secrets.token_urlsafe(18)  # 144 random bits
+            nonce = os.urandom(16).hex()  # 128 random bits; hex digits are valid CSP base64-value characters
             scope[_NONCE_SCOPE_KEY] = nonce
         state = scope.get("state")
         if state is None:
@@ -447,10 +459,12 @@ class ArmorHeaderMiddleware:
                     mask = self._response_mask_filter(mask, message)
                 plan = self._plan(mask)
                 if plan.drop:
-                    nonce_source = b"'nonce-" + nonce.encode("ascii") + b"'"
-                    headers = [item for item in message.get("headers", ()) if item[0].lower() not in plan.drop]
-                    for name, parts in plan.add:
-                        headers.append((name, parts[0] if len(parts) == 1 else nonce_source.join(parts)))
+                    drop = plan.drop
+                    headers = [item for item in message.get("headers", ()) if item[0].lower() not in drop]
+                    headers.extend(plan.static)
+                    if plan.with_nonce:
+                        source = b"'nonce-" + nonce.encode("ascii") + b"'"
+                        headers.extend((name, source.join(parts)) for name, parts in plan.with_nonce)
                     message["headers"] = headers
             await send(message)
 

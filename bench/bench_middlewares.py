@@ -1,0 +1,246 @@
+"""Hello-route throughput of FastAPI with and without the header middlewares, ours and the reference package.
+
+Eight uvicorn servers (one worker each) run side by side: {bare, +ArmorHeaderMiddleware,
++ForwardedHeadersMiddleware, +both} x {this package, c2casgiutils==0.14.0 from the reference virtualenv}.
+Rounds visit every server in turn (alternating order) with a keep-alive load generator on loopback; the
+figure of a stack is the median of its rounds and ratios compare stacks measured in the same run. Each
+request carries X-Forwarded-* headers from a trusted peer so the forwarded middleware does real work.
+
+    .venv/bin/python bench/bench_middlewares.py [--rounds 5] [--duration 3] [--reference-python PATH]
+
+The load generator is ``wrk`` when installed (``apt-get install wrk``), else a raw-socket asyncio client in
+a separate process. On Linux the server is pinned to CPU 0 and the load generator to CPU 1 when possible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STACKS = ("bare", "armor", "forwarded", "both")
+APP_SOURCE = textwrap.dedent(
+    """
+    import os
+
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+
+    STACK = os.environ["BENCH_STACK"]
+    if STACK in ("armor", "both"):
+        from c2casgiutils.headers import ArmorHeaderMiddleware
+
+        app.add_middleware(ArmorHeaderMiddleware)
+    if STACK in ("forwarded", "both"):
+        from c2casgiutils.headers import ForwardedHeadersMiddleware
+
+        app.add_middleware(ForwardedHeadersMiddleware, trusted_hosts="127.0.0.1", headers_type="x-forwarded")
+    """
+)
+REQUEST_HEADERS = {
+    "Host": "127.0.0.1",
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "www.example.com",
+}
+CONNECTIONS = 32
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"server on port {port} did not start within {timeout}s")
+
+
+def pinned(command: list[str], cpu: int) -> list[str]:
+    taskset = shutil.which("taskset")
+    if taskset and (os.cpu_count() or 1) > cpu:
+        return [taskset, "-c", str(cpu), *command]
+    return command
+
+
+@dataclass
+class Server:
+    implementation: str
+    stack: str
+    python: str
+    app_dir: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    rates: list[float] = field(default_factory=list)
+    cpu_per_request: list[float] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.implementation}/{self.stack}"
+
+    def start(self) -> None:
+        command = [self.python, "-m", "uvicorn", "bench_app:app", "--app-dir", str(self.app_dir)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", "--log-level", "warning"]
+        command += ["--loop", "uvloop", "--http", "httptools", "--no-proxy-headers"]
+        env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+        env["BENCH_STACK"] = self.stack
+        self.process = subprocess.Popen(pinned(command, 0), env=env, cwd=self.app_dir)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (Linux), robust to other load on the machine."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def measure(self, load: Callable[[int, float], tuple[int, float]], duration: float) -> None:
+        cpu_before = self.cpu_seconds()
+        requests, elapsed = load(self.port, duration)
+        self.cpu_per_request.append((self.cpu_seconds() - cpu_before) / requests)
+        self.rates.append(requests / elapsed)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def run_wrk(port: int, duration: float) -> tuple[int, float]:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(duration))}s"]
+    for name, value in REQUEST_HEADERS.items():
+        command += ["-H", f"{name}: {value}"]
+    command.append(f"http://127.0.0.1:{port}/hello")
+    output = subprocess.run(
+        pinned(command, 1), capture_output=True, text=True, timeout=duration + 30, check=True
+    ).stdout
+    match = re.search(r"(\d+) requests in ([\d.]+)(m?s)", output)
+    if match is None or "Non-2xx" in output or "Socket errors" in output:
+        raise RuntimeError(f"wrk failed or saw errors:\n{output}")
+    return int(match[1]), float(match[2]) / (1000 if match[3] == "ms" else 1)
+
+
+async def _python_load(port: int, duration: float) -> tuple[int, float]:
+    request = "GET /hello HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in REQUEST_HEADERS.items()) + "\r\n"
+    payload = request.encode()
+    deadline = time.monotonic() + duration
+    counts = [0] * CONNECTIONS
+
+    async def worker(index: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < deadline:
+                writer.write(payload)
+                head = await reader.readuntil(b"\r\n\r\n")
+                if not head.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(head.decode("latin-1"))
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])  # type: ignore[index]
+                await reader.readexactly(length)
+                counts[index] += 1
+        finally:
+            writer.close()
+
+    start = time.monotonic()
+    await asyncio.wait_for(asyncio.gather(*(worker(index) for index in range(CONNECTIONS))), duration + 30)
+    return sum(counts), time.monotonic() - start
+
+
+def run_python_load(port: int, duration: float) -> tuple[int, float]:
+    command = [sys.executable, __file__, "--load-only", str(port), str(duration)]
+    output = subprocess.run(
+        pinned(command, 1), capture_output=True, text=True, timeout=duration + 60, check=True
+    ).stdout
+    requests, elapsed = output.split()
+    return int(requests), float(elapsed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per server and round")
+    parser.add_argument("--reference-python", default="/work/refvenv/bin/python")
+    parser.add_argument("--load-only", nargs=2, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.load_only:
+        port, duration = arguments.load_only
+        print(*asyncio.run(_python_load(int(port), float(duration))))
+        return
+
+    load = run_wrk if shutil.which("wrk") else run_python_load
+    with tempfile.TemporaryDirectory() as directory:
+        app_dir = Path(directory)
+        (app_dir / "bench_app.py").write_text(APP_SOURCE)
+        implementations = {"ours": sys.executable}
+        if Path(arguments.reference_python).exists():
+            implementations["reference"] = arguments.reference_python
+        else:
+            print(f"reference interpreter {arguments.reference_python} not found: measuring ours only")
+        servers = [
+            Server(implementation, stack, python, app_dir)
+            for implementation, python in implementations.items()
+            for stack in STACKS
+        ]
+        try:
+            for server in servers:
+                server.start()
+            for server in servers:
+                wait_port(server.port)
+                if server.process is not None and server.process.poll() is not None:
+                    raise RuntimeError(f"{server.name} exited with {server.process.returncode}")
+                load(server.port, 1.0)  # warm up
+            for round_index in range(arguments.rounds):
+                order = servers if round_index % 2 == 0 else servers[::-1]
+                for server in order:
+                    server.measure(load, arguments.duration)
+                print(
+                    f"round {round_index + 1}: " + ", ".join(f"{s.name} {s.rates[-1]:.0f}" for s in servers), flush=True
+                )
+        finally:
+            for server in servers:
+                server.stop()
+
+    print(f"\nload generator: {load.__name__}, {CONNECTIONS} connections, {arguments.duration}s x {arguments.rounds}")
+    print("| implementation | stack | req/s (median) | req/s / bare | server CPU µs/request | bare CPU / stack CPU |")
+    print("|---|---|---|---|---|---|")
+    for implementation in implementations:
+        by_stack = {server.stack: server for server in servers if server.implementation == implementation}
+        bare = by_stack["bare"]
+        for stack, server in by_stack.items():
+            # Ratios per round (neighbours in time see the same machine load), then the median.
+            rate_ratio = statistics.median(s / b for s, b in zip(server.rates, bare.rates, strict=True))
+            cpu = statistics.median(server.cpu_per_request)
+            print(
+                f"| {implementation} | {stack} | {statistics.median(server.rates):.0f} | {rate_ratio:.2f} "
+                f"| {cpu * 1e6:.0f} | {statistics.median(bare.cpu_per_request) / cpu:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
