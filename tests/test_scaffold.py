@@ -272,6 +272,13 @@ def start_service(tmp_path: Path) -> Iterator:
         service.stop()
 
 
+def dockerfile_healthcheck(project: Path) -> list[str]:
+    """The exec-form command of the Dockerfile's HEALTHCHECK (continuation lines joined)."""
+    dockerfile = (project / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    line = next(line for line in dockerfile.splitlines() if line.startswith("HEALTHCHECK"))
+    return json.loads(line[line.index(" CMD ") + len(" CMD ") :])
+
+
 def check_names(response: httpx.Response) -> dict[str, int]:
     return {entity["name"]: entity["status_code"] for entity in response.json()["entities"]}
 
@@ -397,6 +404,12 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
     assert counter_value(metrics_text(service), "http_requests_total", handler="/api/hello") == 1
     answers = httpx.get(f"{service.url}/api/processes", timeout=10).json()
     assert [answer["payload"]["pid"] for answer in answers] == [service.process.pid]  # local broadcast
+
+    # The Dockerfile's HEALTHCHECK command, pointed at this service, succeeds.
+    healthcheck = dockerfile_healthcheck(generated.minimal)
+    healthcheck = [part.replace("127.0.0.1:8080", f"127.0.0.1:{service.port}") for part in healthcheck]
+    assert healthcheck[0] == "python"
+    run([str(generated.venv_bin / "python"), *healthcheck[1:]], cwd=generated.minimal, env=generated.env(), timeout=30)
     assert service.stop(), service.logs()
     assert not any(line.startswith("{") for line in service.logs().splitlines()), "text logs by default"
     assert "Application shutdown complete." in service.logs()
