@@ -332,6 +332,7 @@ def test_full_service_on_postgresql_and_redis(
         generated.full,
         workers=2,
         C2C__REDIS__URL=own_redis_server.url,
+        C2C__PROXY_HEADERS__TYPE="x-forwarded",
         PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
         **{f"{PREFIX}DATABASE__URL": database_url, f"{PREFIX}LOG_FORMAT": "json"},
     )
@@ -356,6 +357,16 @@ def test_full_service_on_postgresql_and_redis(
     assert created.status_code == 201, created.text
     assert postgres_server.psql("SELECT name FROM item", database=database).strip() == "in postgres"
 
+    # ForwardedHeadersMiddleware is wired: the proxy's host replaces 127.0.0.1, which gets no HSTS.
+    direct = httpx.get(f"{service.url}/api/hello", timeout=10)
+    assert "Strict-Transport-Security" not in direct.headers
+    proxied = httpx.get(
+        f"{service.url}/api/hello",
+        headers={"X-Forwarded-Host": "svc.example.com", "X-Forwarded-Proto": "https"},
+        timeout=10,
+    )
+    assert "Strict-Transport-Security" in proxied.headers
+
     # Both workers answer a broadcast through Redis (the second may still be subscribing).
     deadline = time.monotonic() + 30
     while True:
@@ -371,7 +382,8 @@ def test_full_service_on_postgresql_and_redis(
         assert httpx.get(f"{service.url}/api/hello", timeout=10).status_code == 200
     # Two workers, one metrics port: the counts of both are summed (multiprocess mode).
     metrics = metrics_text(service)
-    assert counter_value(metrics, "http_requests_total", handler="/api/hello", method="GET") == hello_count
+    # (+ 2: the requests of the proxy-header check above)
+    assert counter_value(metrics, "http_requests_total", handler="/api/hello", method="GET") == hello_count + 2
 
     own_redis_server.stop()
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "liveness"}, timeout=30)

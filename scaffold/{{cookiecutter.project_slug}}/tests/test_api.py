@@ -22,6 +22,8 @@ def test_responses_carry_security_headers_and_request_id(client: TestClient) -> 
     response = client.get("/api/hello")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Content-Security-Policy" in response.headers
+    # Served over HTTPS by default (C2C__HTTP=false): browsers are told to stay on HTTPS.
+    assert "Strict-Transport-Security" in response.headers
     assert response.headers["X-Request-ID"]
 
 
