@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 
+import c2casgiutils
 from tests.servers import PostgresServer, RedisServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ def test_generated_project_is_complete_and_lint_clean(tmp_path: Path, database: 
     assert (f"{PREFIX}DATABASE__URL" in app_env) == database
 
     pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    assert "c2casgiutils[all]" in pyproject["project"]["dependencies"]
+    assert f"c2casgiutils[all]>={c2casgiutils.__version__}" in pyproject["project"]["dependencies"]
     assert {"pytest", "httpx2", "ruff"} <= {
         dep.split(">")[0] for dep in pyproject["project"]["optional-dependencies"]["dev"]
     }
@@ -161,6 +162,12 @@ def test_generated_project_is_complete_and_lint_clean(tmp_path: Path, database: 
 
     run([str(HOST_BIN / "ruff"), "check", "--no-cache", "."], cwd=project)
     run([str(HOST_BIN / "ruff"), "format", "--no-cache", "--check", "."], cwd=project)
+
+
+def test_scaffold_requires_the_version_it_comes_with() -> None:
+    """The generated project needs this version's API: bump ``_c2casgiutils_version`` with the package."""
+    template = json.loads((SCAFFOLD / "cookiecutter.json").read_text(encoding="utf-8"))
+    assert template["_c2casgiutils_version"] == c2casgiutils.__version__
 
 
 # --------------------------------------------------------------------------------------------------
