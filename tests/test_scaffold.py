@@ -308,6 +308,20 @@ def counter_value(metrics: str, name: str, **labels: str) -> float:
     return total
 
 
+def scraped_requests(service: Service, handler: str, expected: float) -> float:
+    """``http_requests_total`` of ``handler`` from the metrics port, once it reaches ``expected`` (or 10 s).
+
+    The instrumentator counts a request when its response is finished, which may be just after the client
+    got it: the scrape is repeated for a moment instead of racing it.
+    """
+    deadline = time.monotonic() + 10
+    while True:
+        value = counter_value(metrics_text(service), "http_requests_total", handler=handler, method="GET")
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["full", "minimal"])
 def test_generated_project_passes_its_own_tests_and_ruff(generated: Generated, variant: str) -> None:
@@ -388,9 +402,8 @@ def test_full_service_on_postgresql_and_redis(
     for _ in range(hello_count):
         assert httpx.get(f"{service.url}/api/hello", timeout=10).status_code == 200
     # Two workers, one metrics port: the counts of both are summed (multiprocess mode).
-    metrics = metrics_text(service)
     # (+ 2: the requests of the proxy-header check above)
-    assert counter_value(metrics, "http_requests_total", handler="/api/hello", method="GET") == hello_count + 2
+    assert scraped_requests(service, "/api/hello", hello_count + 2) == hello_count + 2
 
     own_redis_server.stop()
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "liveness"}, timeout=30)
@@ -420,7 +433,7 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
     response = httpx.get(f"{service.url}/api/hello", params={"name": "you"}, timeout=10)
     assert response.json() == {"message": "Hello you!"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert counter_value(metrics_text(service), "http_requests_total", handler="/api/hello") == 1
+    assert scraped_requests(service, "/api/hello", 1) == 1
     answers = httpx.get(f"{service.url}/api/processes", timeout=10).json()
     assert [answer["payload"]["pid"] for answer in answers] == [service.process.pid]  # local broadcast
 
