@@ -424,6 +424,22 @@ def test_full_service_on_postgresql_and_redis(
 
 
 @pytest.mark.slow
+def test_full_service_runs_on_embedded_defaults(generated: Generated, start_service) -> None:
+    """The default SQLite URL, no Redis (only the metrics port is set, to a free one): the README's commands."""
+    run([str(generated.venv_bin / "alembic"), "upgrade", "head"], cwd=generated.full, env=generated.env())
+    assert (generated.full / f"{SLUG}.db").is_file()
+    service = start_service(generated, generated.full)
+
+    response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert check_names(response) == {"Liveness": 200, "SQLAlchemy": 200, "Alembic": 200}
+    created = httpx.post(f"{service.url}/api/items", json={"name": "in sqlite"}, timeout=10)
+    assert created.status_code == 201, created.text
+    assert service.stop(), service.logs()
+    assert "Traceback" not in service.logs()
+
+
+@pytest.mark.slow
 def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_service) -> None:
     service = start_service(generated, generated.minimal)
 
