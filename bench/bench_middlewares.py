@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-STACKS = ("bare", "armor", "forwarded", "both")
+STACKS = ("bare", "armor", "forwarded", "both", "floor")
 APP_SOURCE = textwrap.dedent(
     """
     import os
@@ -47,6 +47,39 @@ APP_SOURCE = textwrap.dedent(
 
 
     STACK = os.environ["BENCH_STACK"]
+    if STACK == "floor":
+        # The least any middleware can do to send the 11 default headers: append a constant list. It shows
+        # what emitting those headers costs the server, whatever computes them.
+        EXTRA = [
+            (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'; base-uri 'self'"),
+            (b"x-frame-options", b"DENY"),
+            (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"permissions-policy", b"geolocation=(), microphone=(), camera=(), payment=(), usb=()"),
+            (b"x-dns-prefetch-control", b"off"),
+            (b"origin-agent-cluster", b"?1"),
+            (b"cross-origin-embedder-policy", b"require-corp"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+            (b"cross-origin-resource-policy", b"same-origin"),
+        ]
+
+        class Floor:
+            def __init__(self, app):
+                self.app = app
+
+            async def __call__(self, scope, receive, send):
+                if scope["type"] != "http":
+                    return await self.app(scope, receive, send)
+
+                async def wrapped(message):
+                    if message["type"] == "http.response.start":
+                        message["headers"] = [*message.get("headers", ()), *EXTRA]
+                    await send(message)
+
+                await self.app(scope, receive, wrapped)
+
+        app.add_middleware(Floor)
     if STACK in ("armor", "both"):
         from c2casgiutils.headers import ArmorHeaderMiddleware
 
@@ -197,7 +230,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         app_dir = Path(directory)
         (app_dir / "bench_app.py").write_text(APP_SOURCE)
-        implementations = {"ours": sys.executable}
+        implementations = {"ours": sys.executable}  # the "floor" stack is the same code in both
         if Path(arguments.reference_python).exists():
             implementations["reference"] = arguments.reference_python
         else:
