@@ -96,6 +96,7 @@ def generate(output: Path, *, database: bool, redis: bool, from_repository: bool
         ("my__service", "double underscore"),
         ("service_", "trailing"),
         ("class", "Python keyword"),
+        ("match", "Python keyword"),
         ("json", "standard library"),
         ("fastapi", "package the generated service uses"),
         ("a" * 41, "limit is 40"),

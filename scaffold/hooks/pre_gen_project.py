@@ -4,6 +4,8 @@ The slug names the directory, the Python package and the settings prefix (``<SLU
 lowercase Python identifier that shadows nothing the service imports.
 """
 
+from __future__ import annotations  # the hook runs on the Python of cookiecutter, maybe older than 3.10
+
 import keyword
 import re
 import sys
@@ -48,9 +50,9 @@ def slug_problem(slug: str) -> str | None:
         )
     if len(slug) > MAX_SLUG_LENGTH:
         return f"it is {len(slug)} characters long, the limit is {MAX_SLUG_LENGTH}"
-    if keyword.iskeyword(slug) or keyword.issoftkeyword(slug):
+    if keyword.iskeyword(slug) or slug in getattr(keyword, "softkwlist", ()):
         return "it is a Python keyword"
-    if slug in sys.stdlib_module_names:
+    if slug in getattr(sys, "stdlib_module_names", ()):
         return "it is the name of a module of the Python standard library, which it would shadow"
     if slug in TAKEN_NAMES:
         return "it is the name of a package the generated service uses, which it would shadow"
