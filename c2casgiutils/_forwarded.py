@@ -31,7 +31,7 @@ _MAX_HEADER_LENGTH = 4096  # longer forwarded values are ignored (no quadratic w
 _MAX_HOPS = 32
 _PREFIX = b"x-forwarded-prefix"
 _MAX_CACHED_PEERS = 4096
-_MAX_CACHED_HOPS = 1024
+_MAX_CACHED_REWRITES = 1024
 _HOST_RE = re.compile(
     r"^(?P<host>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[(?P<ipv6>[0-9A-Fa-f:.]{2,45})\])(?::(?P<port>\d{1,5}))?$"
 )
@@ -59,7 +59,7 @@ class TrustedProxies:
                 raise ValueError(
                     f"trusted_hosts: {item!r} is not an IP address, a CIDR network (e.g. 10.0.0.0/8) or '*'"
                 ) from None
-        self._cache: dict[str, bool] = {}
+        self._cache: dict[Any, bool] = {}  # peer host -> trusted
 
     def address(self, address: _IPAddress) -> bool:
         if self.trust_all:
@@ -67,6 +67,15 @@ class TrustedProxies:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         return any(address in network for network in self._networks)
+
+    def cached(self, host: object) -> bool | None:
+        """The cached decision for the peer ``host``, None when not decided yet (then use ``in``)."""
+        if self.trust_all:
+            return True
+        try:
+            return self._cache.get(host)
+        except TypeError:  # an unhashable peer: ``in`` says no
+            return None
 
     def __contains__(self, host: object) -> bool:
         """Whether the peer ``host`` (a string from ``scope["client"]``) is trusted; cached per host."""
@@ -86,7 +95,7 @@ class TrustedProxies:
         return trusted
 
 
-@dataclass(slots=True, unsafe_hash=True)  # hashed only once built and cached, never changed afterwards
+@dataclass(slots=True)
 class _Hop:
     """What one proxy hop tells about the request it received."""
 
@@ -238,46 +247,75 @@ class ForwardedHeadersMiddleware:
         self.app = app
         self.headers_type = headers_type
         self.trusted_hosts = TrustedProxies(trusted_hosts)
-        self._hops: dict[tuple[tuple[bytes, tuple[bytes, ...]], ...], _Hop] = {}
-        self._patches: dict[tuple[Any, ...], _Patch] = {}
+        self._enabled = headers_type != "none"
+        # What a request's forwarded headers (and Host, scope type, scheme) imply: memoised, as a proxy sends
+        # the same few values again and again. Bounded: hostile values cannot grow it.
+        self._rewrites: dict[tuple[Any, ...], _Rewrite | None] = {}
         self._wanted = frozenset(
             (b"forwarded", _PREFIX)
             if headers_type == "forwarded"
             else (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", _PREFIX)
         )
-        self._wanted_with_host = self._wanted | {b"host"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.headers_type != "none" and scope["type"] in ("http", "websocket"):
+        if self._enabled and scope["type"] in _REWRITTEN_TYPES:
             client = scope.get("client")
-            if client and client[0] in self.trusted_hosts:
-                scope = self._rewrite(scope)
+            if client:
+                peer = client[0]
+                trusted = self.trusted_hosts.cached(peer)
+                if trusted is None:
+                    trusted = peer in self.trusted_hosts
+                if trusted:
+                    scope = self._rewrite(scope)
         await self.app(scope, receive, send)
 
-    def _collect(self, scope: Scope) -> dict[bytes, list[bytes]]:
-        wanted = self._wanted_with_host
-        found: dict[bytes, list[bytes]] = {}
-        for key, value in scope["headers"]:
-            name = key.lower()
+    def _rewrite(self, scope: Scope) -> Scope:
+        """The scope the application sees: a patched copy, or the same scope when nothing applies."""
+        wanted = self._wanted
+        found: list[tuple[bytes, bytes]] = []
+        host: bytes | None = None
+        host_count = 0
+        for item in scope["headers"]:
+            name = item[0].lower()
             if name in wanted:
-                found.setdefault(bytes(name), []).append(bytes(value))
-        return found
+                found.append((name, item[1]))
+            elif name == b"host":
+                host = item[1]
+                host_count += 1
+        if not found:
+            return scope  # one pass over the headers, nothing allocated but an empty list
+        scheme = scope.get("scheme", "http")
+        key = (*found, scope["type"], scheme, host)
+        try:
+            rewrite = self._rewrites.get(key, _UNKNOWN)
+        except TypeError:  # values given as bytearray or memoryview: normalise to bytes, which hash
+            found = [(name, bytes(value)) for name, value in found]
+            host = bytes(host) if host is not None else None
+            key = (*found, scope["type"], scheme, host)
+            rewrite = self._rewrites.get(key, _UNKNOWN)
+        if rewrite is _UNKNOWN:
+            rewrite = self._plan(found, scope["type"], scheme, host)
+            if len(self._rewrites) >= _MAX_CACHED_REWRITES:
+                self._rewrites.clear()
+            self._rewrites[key] = rewrite
+        return scope if rewrite is None else rewrite.apply(scope, host_count)
 
-    def _hop(self, found: dict[bytes, list[bytes]]) -> _Hop:
-        """The hop the headers describe; memoised, as a proxy sends the same values again and again."""
-        key = tuple([(name, tuple(values)) for name, values in found.items() if name != b"host"])
-        hop = self._hops.get(key)
-        if hop is None:
-            if self.headers_type == "forwarded":
-                hop = (self._hop_from_forwarded(found[b"forwarded"]) if b"forwarded" in found else None) or _Hop()
-                # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
-                hop.prefix = _valid_prefix(_pick(_split_list(found.get(_PREFIX)) or [], 1))
-            else:
-                hop = self._hop_from_x_forwarded(found)
-            if len(self._hops) >= _MAX_CACHED_HOPS:
-                self._hops.clear()
-            self._hops[key] = hop
-        return hop
+    def _plan(
+        self, found: list[tuple[bytes, bytes]], scope_type: str, scheme: str, host: bytes | None
+    ) -> _Rewrite | None:
+        """The rewrite that the forwarded headers ``found`` imply; None when they imply nothing."""
+        by_name: dict[bytes, list[bytes]] = {}
+        for name, value in found:
+            by_name.setdefault(name, []).append(bytes(value))
+        if self.headers_type == "forwarded":
+            hop = (self._hop_from_forwarded(by_name[b"forwarded"]) if b"forwarded" in by_name else None) or _Hop()
+            # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
+            hop.prefix = _valid_prefix(_pick(_split_list(by_name.get(_PREFIX)) or [], 1))
+        else:
+            hop = self._hop_from_x_forwarded(by_name)
+        if hop == _EMPTY_HOP:
+            return None
+        return _rewrite_of(hop, scope_type, scheme, bytes(host) if host is not None else None)
 
     def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop | None:
         text = b",".join(raw).decode("latin-1")
@@ -322,57 +360,51 @@ class ForwardedHeadersMiddleware:
         hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix")) or [], hops))
         return hop
 
-    def _rewrite(self, scope: Scope) -> Scope:
-        found = self._collect(scope)
-        if not found.keys() - {b"host"}:
-            return scope
-        hop = self._hop(found)
-        if hop == _EMPTY_HOP:
-            return scope
-        key = (
-            hop,
-            scope["type"],
-            scope.get("scheme", "http"),
-            tuple(found.get(b"host", ())) if hop.host is None else (),
-        )
-        patch = self._patches.get(key)
-        if patch is None:
-            patch = _patch(hop, *key[1:])
-            if len(self._patches) >= _MAX_CACHED_HOPS:
-                self._patches.clear()
-            self._patches[key] = patch
 
-        scope = {**scope, **patch.values}  # a copy: outer middlewares keep seeing what the server sent
-        if patch.host_header is not None:
-            scope["headers"] = [(b"host", patch.host_header)] + [
-                (name, value) for name, value in scope["headers"] if name.lower() != b"host"
-            ]
-        if hop.prefix:
-            # ASGI: path includes root_path; Starlette strips root_path to route and adds it back in url_for.
-            scope["root_path"] = hop.prefix + scope.get("root_path", "")
-            scope["path"] = hop.prefix + scope["path"]
-            if scope.get("raw_path") is not None:
-                scope["raw_path"] = hop.prefix.encode("ascii") + bytes(scope["raw_path"])
-        return scope
+_REWRITTEN_TYPES = frozenset({"http", "websocket"})
+_UNKNOWN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
-class _Patch:
-    """The scope changes a hop implies for one scope type and scheme: computed once, applied many times."""
+class _Rewrite:
+    """The scope changes a hop implies for one scope type, scheme and Host: computed once, applied many times."""
 
     values: dict[str, Any]
     host_header: bytes | None
+    prefix: str | None
+
+    def apply(self, scope: Scope, host_count: int) -> Scope:
+        """A patched copy of ``scope`` (which has ``host_count`` Host headers): outer middlewares keep theirs."""
+        scope = {**scope, **self.values}
+        if self.host_header is not None:
+            headers = scope["headers"]
+            if host_count == 1:  # the usual case: replace it in place
+                headers = list(headers)
+                for index, item in enumerate(headers):
+                    if item[0].lower() == b"host":
+                        headers[index] = (b"host", self.host_header)
+                        break
+            else:
+                headers = [(b"host", self.host_header)] + [item for item in headers if item[0].lower() != b"host"]
+            scope["headers"] = headers
+        if self.prefix:
+            # ASGI: path includes root_path; Starlette strips root_path to route and adds it back in url_for.
+            scope["root_path"] = self.prefix + scope.get("root_path", "")
+            scope["path"] = self.prefix + scope["path"]
+            if scope.get("raw_path") is not None:
+                scope["raw_path"] = self.prefix.encode("ascii") + bytes(scope["raw_path"])
+        return scope
 
 
-def _patch(hop: _Hop, scope_type: str, scheme: str, current_host: tuple[bytes, ...]) -> _Patch:
+def _rewrite_of(hop: _Hop, scope_type: str, scheme: str, current_host: bytes | None) -> _Rewrite:
     values: dict[str, Any] = {}
     if hop.proto is not None:
         scheme = _WEBSOCKET_SCHEMES[hop.proto] if scope_type == "websocket" else _HTTP_SCHEMES[hop.proto]
         values["scheme"] = scheme
     host = hop.host
-    if host is None and hop.port is not None and current_host:
+    if host is None and hop.port is not None and current_host is not None:
         # Only a port was forwarded: keep the host the proxy passed on.
-        parsed = _split_host(current_host[0].decode("latin-1"))
+        parsed = _split_host(current_host.decode("latin-1"))
         host = parsed[0] if parsed is not None else None
     host_header = None
     if host is not None:
@@ -383,4 +415,4 @@ def _patch(hop: _Hop, scope_type: str, scheme: str, current_host: tuple[bytes, .
         host_header = (host_text if port == default_port else f"{host_text}:{port}").encode("ascii")
     if hop.client is not None:
         values["client"] = hop.client
-    return _Patch(values=values, host_header=host_header)
+    return _Rewrite(values=values, host_header=host_header, prefix=hop.prefix)

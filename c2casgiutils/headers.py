@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -306,30 +307,46 @@ def _compile_rules(headers_config: Mapping[str, Any] | None, use_default: bool) 
     return [rule for _, rule in ordered] + [_HTTP_MODE_RULE]
 
 
-def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return None
-
-
-def _netloc(scope: Scope) -> str:
-    host = _header(scope, b"host")
+def _netloc(host: bytes | None, server: Any) -> str:
+    """The request's host[:port]: the Host header, else the server address."""
     if host is not None:
-        return host.decode("latin-1")
-    server = scope.get("server")
+        return bytes(host).decode("latin-1")
     if not server:
         return ""
     return f"{server[0]}:{server[1]}" if server[1] is not None else str(server[0])
 
 
-def _relative_path(scope: Scope) -> str:
+def _relative_path(path: str, root_path: str) -> str:
     """The path below the application root (``scope["root_path"]``), always starting with ``/``."""
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
     if root_path and path.startswith(root_path) and path[len(root_path) : len(root_path) + 1] in ("", "/"):
         path = path[len(root_path) :]
     return path or "/"
+
+
+class _NoncePool:
+    """128-bit random nonces as 32 hex digits, drawn from ``os.urandom`` in batches.
+
+    One system call per batch instead of one per request. ``deque.popleft`` is atomic, so two threads never
+    get the same nonce; a forked child drops the batch it inherited so it never reuses the parent's nonces.
+    """
+
+    _BATCH = 256
+
+    def __init__(self) -> None:
+        self._nonces: deque[str] = deque()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._nonces.clear)
+
+    def next(self) -> str:
+        try:
+            return self._nonces.popleft()
+        except IndexError:
+            digits = os.urandom(16 * self._BATCH).hex()
+            self._nonces.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+            return self._nonces.popleft()
+
+
+_NONCES = _NoncePool()
 
 
 class ArmorHeaderMiddleware:
@@ -360,7 +377,6 @@ class ArmorHeaderMiddleware:
             and not rule.http_mode_only
         ]
         self._http_mode_mask = sum(bit for bit, rule in bits if rule.http_mode_only)
-        self._request_masks: dict[tuple[str, str, str], int] = {}
         self._needs_netloc = any(rule.netloc is not None for rule in rules)
         self._needs_path = any(rule.path is not None for rule in rules)
         self._response_checks = [
@@ -368,51 +384,54 @@ class ArmorHeaderMiddleware:
         ]
         self._response_mask = sum(bit for bit, _ in self._response_checks)
         self._plans: dict[int, _Plan] = {}
+        # (Host, path, root path, method, settings.http) -> the matching rules and, when no status or
+        # content-type rule is among them, the final plan. (rules, status, content type) -> plan. Both are
+        # bounded (cleared when full), so hostile hosts or paths cost a recomputation, never memory.
+        self._requests: dict[tuple[Any, ...], tuple[int, _Plan | None]] = {}
+        self._responses: dict[tuple[int, int, bytes], _Plan] = {}
 
-    def _request_mask(self, scope: Scope) -> int:
-        """The rules that match what is known before the response: host, path, method, settings.http."""
-        netloc = _netloc(scope) if self._needs_netloc else ""
-        path = _relative_path(scope) if self._needs_path else ""
-        method: str = scope.get("method", "GET")
-        key = (netloc, path, method)
-        mask = self._request_masks.get(key)
-        if mask is None:
-            mask = self._unconditional_mask
-            for bit, rule in self._request_checks:
-                if rule.netloc is not None and not rule.netloc.match(netloc):
-                    continue
-                if rule.path is not None and not rule.path.match(path):
-                    continue
-                if rule.methods is not None and method not in rule.methods:
-                    continue
-                mask |= bit
-            if len(self._request_masks) >= _MAX_CACHED_MASKS:
-                self._request_masks.clear()  # bounded: hostile paths cannot grow it
-            self._request_masks[key] = mask
-        if config.settings.http:
+    def _request_rules(self, key: tuple[Any, ...]) -> tuple[int, _Plan | None]:
+        """The rules matching what is known before the response (host, path, method, settings.http)."""
+        host, path, root_path, method, http_mode, server = key
+        netloc = _netloc(host, server) if self._needs_netloc else ""
+        relative_path = _relative_path(path, root_path) if self._needs_path else ""
+        mask = self._unconditional_mask
+        for bit, rule in self._request_checks:
+            if rule.netloc is not None and not rule.netloc.match(netloc):
+                continue
+            if rule.path is not None and not rule.path.match(relative_path):
+                continue
+            if rule.methods is not None and method not in rule.methods:
+                continue
+            mask |= bit
+        if http_mode:
             mask |= self._http_mode_mask
-        return mask
+        return mask, (None if mask & self._response_mask else self._plan(mask))
 
-    def _response_mask_filter(self, mask: int, message: Message) -> int:
-        """Drop the matched rules whose status code or content type condition the response fails."""
+    def _response_plan(self, mask: int, message: Message) -> _Plan:
+        """The plan once the status code and content type rules among ``mask`` are checked."""
         status: int = message["status"]
-        content_type: str | None = None
-        for bit, rule in self._response_checks:
-            if not mask & bit:
-                continue
-            if rule.status is not None and not rule.status[0] <= status <= rule.status[1]:
-                mask &= ~bit
-                continue
-            if rule.content_type is not None:
-                if content_type is None:
-                    content_type = ""
-                    for key, value in message.get("headers", ()):
-                        if key.lower() == b"content-type":
-                            content_type = bytes(value).decode("latin-1")
-                            break
-                if not rule.content_type.match(content_type):
+        content_type = b""
+        for key, value in message.get("headers", ()):
+            if key.lower() == b"content-type":
+                content_type = bytes(value)
+                break
+        cache_key = (mask, status, content_type)
+        plan = self._responses.get(cache_key)
+        if plan is None:
+            content_type_text = content_type.decode("latin-1")
+            for bit, rule in self._response_checks:
+                if not mask & bit:
+                    continue
+                status_fails = rule.status is not None and not rule.status[0] <= status <= rule.status[1]
+                type_fails = rule.content_type is not None and not rule.content_type.match(content_type_text)
+                if status_fails or type_fails:
                     mask &= ~bit
-        return mask
+            plan = self._plan(mask)
+            if len(self._responses) >= _MAX_CACHED_PLANS:
+                self._responses.clear()
+            self._responses[cache_key] = plan
+        return plan
 
     def _plan(self, mask: int) -> _Plan:
         plan = self._plans.get(mask)
@@ -444,27 +463,47 @@ class ArmorHeaderMiddleware:
         # One nonce per request, shared with nested ArmorHeaderMiddlewares (mounted sub-apps).
         nonce: str | None = scope.get(_NONCE_SCOPE_KEY)
         if nonce is None:
-            nonce = os.urandom(16).hex()  # 128 random bits; hex digits are valid CSP base64-value characters
-            scope[_NONCE_SCOPE_KEY] = nonce
+            nonce = scope[_NONCE_SCOPE_KEY] = _NONCES.next()
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
         state["nonce"] = nonce
-        request_mask = self._request_mask(scope)
+
+        host = None
+        if self._needs_netloc:
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value
+                    break
+        key = (
+            host,
+            scope["path"] if self._needs_path else None,
+            scope.get("root_path", "") if self._needs_path else None,
+            scope.get("method", "GET"),
+            config.settings.http,
+            scope.get("server") if host is None and self._needs_netloc else None,
+        )
+        try:
+            selected = self._requests.get(key)
+        except TypeError:  # an unhashable Host value or server address: no caching
+            selected = self._request_rules(key)
+        if selected is None:
+            selected = self._request_rules(key)
+            if len(self._requests) >= _MAX_CACHED_MASKS:
+                self._requests.clear()
+            self._requests[key] = selected
+        mask, request_plan = selected
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                mask = request_mask
-                if mask & self._response_mask:
-                    mask = self._response_mask_filter(mask, message)
-                plan = self._plan(mask)
-                if plan.drop:
-                    drop = plan.drop
+                plan = request_plan or self._response_plan(mask, message)
+                drop = plan.drop
+                if drop:
                     headers = [item for item in message.get("headers", ()) if item[0].lower() not in drop]
-                    headers.extend(plan.static)
+                    headers += plan.static
                     if plan.with_nonce:
                         source = b"'nonce-" + nonce.encode("ascii") + b"'"
-                        headers.extend((name, source.join(parts)) for name, parts in plan.with_nonce)
+                        headers += [(name, source.join(parts)) for name, parts in plan.with_nonce]
                     message["headers"] = headers
             await send(message)
 
