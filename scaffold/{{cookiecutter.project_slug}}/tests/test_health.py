@@ -1,7 +1,9 @@
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 
-def _check_names(body: dict) -> set[str]:
+def _check_names(body: dict[str, Any]) -> set[str]:
     return {entity["name"] for entity in body["entities"]}
 
 

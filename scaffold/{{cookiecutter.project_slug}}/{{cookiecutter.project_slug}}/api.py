@@ -2,6 +2,7 @@
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from c2casgiutils import broadcast
@@ -40,16 +41,22 @@ async def process_info() -> ProcessInfo:
     return ProcessInfo(pid=os.getpid(), uptime_seconds=round(time.monotonic() - _STARTED, 3))
 
 
+# One answer per process; a process that did not answer in time is a MissingAnswer.
+ProcessAnswers = list[broadcast.BroadcastResponse[ProcessInfo] | broadcast.MissingAnswer]
+ProcessInfoEverywhere = Callable[[], Awaitable[ProcessAnswers]]
+
+
 async def subscribe_broadcasts(main_app: FastAPI) -> None:
     """Subscribe this process to the API's broadcasts; called in the lifespan, after c2casgiutils.startup."""
     main_app.state.process_info_everywhere = await broadcast.decorate(process_info, expect_answers=True)
 
 
 @router.get("/processes")
-async def processes(request: Request) -> list[broadcast.BroadcastResponse[ProcessInfo] | broadcast.MissingAnswer]:
+async def processes(request: Request) -> ProcessAnswers:
     """Ask every process (every worker of every container, through Redis when configured) for its pid."""
+    process_info_everywhere: ProcessInfoEverywhere = request.app.state.process_info_everywhere
     try:
-        return await request.app.state.process_info_everywhere()
+        return await process_info_everywhere()
     except broadcast.BroadcastUnavailableError as error:
         raise HTTPException(status_code=503, detail=str(error)) from error
 {%- if cookiecutter.database %}
