@@ -330,23 +330,28 @@ class _NoncePool:
     get the same nonce; a forked child drops the batch it inherited so it never reuses the parent's nonces.
     """
 
-    _BATCH = 256
+    BATCH = 256
 
     def __init__(self) -> None:
         self._nonces: deque[str] = deque()
+        self.pop = self._nonces.popleft  # raises IndexError when empty: then call refill_and_pop()
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._nonces.clear)
 
+    def refill_and_pop(self) -> str:
+        digits = os.urandom(16 * self.BATCH).hex()
+        self._nonces.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
+        return self._nonces.popleft()
+
     def next(self) -> str:
         try:
-            return self._nonces.popleft()
+            return self.pop()
         except IndexError:
-            digits = os.urandom(16 * self._BATCH).hex()
-            self._nonces.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
-            return self._nonces.popleft()
+            return self.refill_and_pop()
 
 
 _NONCES = _NoncePool()
+_pop_nonce = _NONCES.pop
 
 
 class ArmorHeaderMiddleware:
@@ -463,7 +468,11 @@ class ArmorHeaderMiddleware:
         # One nonce per request, shared with nested ArmorHeaderMiddlewares (mounted sub-apps).
         nonce: str | None = scope.get(_NONCE_SCOPE_KEY)
         if nonce is None:
-            nonce = scope[_NONCE_SCOPE_KEY] = _NONCES.next()
+            try:
+                nonce = _pop_nonce()
+            except IndexError:
+                nonce = _NONCES.refill_and_pop()
+            scope[_NONCE_SCOPE_KEY] = nonce
         state = scope.get("state")
         if state is None:
             state = scope["state"] = {}
@@ -499,7 +508,10 @@ class ArmorHeaderMiddleware:
                 plan = request_plan or self._response_plan(mask, message)
                 drop = plan.drop
                 if drop:
-                    headers = [item for item in message.get("headers", ()) if item[0].lower() not in drop]
+                    headers = []
+                    for item in message.get("headers", ()):  # a loop: cheaper than a comprehension here
+                        if item[0].lower() not in drop:
+                            headers.append(item)
                     headers += plan.static
                     if plan.with_nonce:
                         source = b"'nonce-" + nonce.encode("ascii") + b"'"
