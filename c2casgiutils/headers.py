@@ -343,12 +343,6 @@ class _NoncePool:
         self._nonces.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
         return self._nonces.popleft()
 
-    def next(self) -> str:
-        try:
-            return self.pop()
-        except IndexError:
-            return self.refill_and_pop()
-
 
 _NONCES = _NoncePool()
 _pop_nonce = _NONCES.pop

@@ -520,3 +520,156 @@ def test_wsgi_app_mounted_in_fastapi_and_plain_starlette() -> None:
 def test_public_names() -> None:
     assert headers.CSP_NONCE == CSP_NONCE
     assert callable(headers.ForwardedHeadersMiddleware)
+
+
+# --- caches and fast paths ----------------------------------------------------------------------------------
+
+
+async def call_directly(middleware: Any, path: str = "/x", host: bytes = b"example.com", **response: Any) -> Any:
+    """One request through ``middleware`` around a bare ASGI app; returns (response headers, nonce)."""
+    sent: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.get("status", 200),
+                "headers": [(b"content-type", response.get("content_type", b"application/json"))],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": response.get("method", "GET"),
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", host)],
+        "server": ("internal", 80),
+        "client": ("10.0.0.1", 1),
+    }
+    middleware.app = app
+    await middleware(scope, receive, send)
+    return {bytes(name).decode(): bytes(value).decode() for name, value in sent[0]["headers"]}, scope["state"]["nonce"]
+
+
+CACHE_RULES: dict[str, Any] = {
+    "api_host": {"netloc_match": r"^api\.example\.com$", "headers": {"X-Host": "api"}},
+    "api_path": {"path_match": r"^/api/", "headers": {"X-Path": "api"}},
+    "writes": {"methods": ["POST", "DELETE"], "headers": {"X-Method": "write"}},
+    "errors": {"status_code": (400, 499), "headers": {"X-Status": "client-error"}},
+    "html": {"content_type_match": r"^text/html", "headers": {"X-Type": "html", "Content-Security-Policy": None}},
+}
+
+CACHE_KEYS = {"x-host", "x-path", "x-method", "x-status", "x-type"}
+
+
+def expected_cache_headers(host: bytes, path: str, method: str, status: int, content_type: bytes) -> dict[str, str]:
+    expected = {}
+    if host == b"api.example.com":
+        expected["x-host"] = "api"
+    if path.startswith("/api/"):
+        expected["x-path"] = "api"
+    if method in ("POST", "DELETE"):
+        expected["x-method"] = "write"
+    if 400 <= status <= 499:
+        expected["x-status"] = "client-error"
+    if content_type.startswith(b"text/html"):
+        expected["x-type"] = "html"
+    return expected
+
+
+async def test_cached_plans_follow_host_path_method_status_and_content_type() -> None:
+    middleware = ArmorHeaderMiddleware(None, headers_config=CACHE_RULES)  # type: ignore[arg-type]
+    cases = [
+        (host, path, method, status, content_type)
+        for host in (b"api.example.com", b"www.example.com")
+        for path in ("/api/x", "/other")
+        for method in ("GET", "POST")
+        for status in (200, 404)
+        for content_type in (b"application/json", b"text/html; charset=utf-8")
+    ]
+    for _ in range(3):  # the second and third passes are served from the caches
+        for host, path, method, status, content_type in cases:
+            sent, _nonce = await call_directly(
+                middleware, path, host, method=method, status=status, content_type=content_type
+            )
+            custom = {name: value for name, value in sent.items() if name.startswith("x-") and name in CACHE_KEYS}
+            assert custom == expected_cache_headers(host, path, method, status, content_type), (host, path, method)
+            assert ("content-security-policy" in sent) is not content_type.startswith(b"text/html")
+            assert sent["x-frame-options"] == "DENY"
+
+
+def test_settings_http_is_read_on_every_request_even_when_cached(settings: Any) -> None:
+    test_client = client(make_app())
+    for http_mode in (False, True, False, True):
+        settings.http = http_mode
+        for _ in range(2):
+            response = test_client.get("/hello", headers=PUBLIC)
+            assert ("strict-transport-security" in response.headers) is not http_mode
+
+
+def test_nonces_stay_fresh_past_one_batch_of_random_bytes() -> None:
+    test_client = client(nonce_app())
+    seen = set()
+    for _ in range(headers._NoncePool.BATCH + 50):  # crosses a refill of the nonce pool
+        response = test_client.get("/nonce", headers=PUBLIC)
+        nonce = response.json()["nonce"]
+        assert re.fullmatch(r"[0-9a-f]{32}", nonce)
+        assert f"'nonce-{nonce}'" in response.headers["content-security-policy"]
+        seen.add(nonce)
+    assert len(seen) == headers._NoncePool.BATCH + 50
+
+
+def _child_nonce(connection: Any) -> None:
+    import asyncio
+
+    connection.send(asyncio.run(call_directly(ArmorHeaderMiddleware(None)))[1])  # type: ignore[arg-type]
+    connection.close()
+
+
+async def test_a_forked_process_never_reuses_the_parents_nonces() -> None:
+    import multiprocessing
+
+    middleware = ArmorHeaderMiddleware(None)  # type: ignore[arg-type]
+    await call_directly(middleware)  # the pool now holds unused nonces that a forked child inherits
+    context = multiprocessing.get_context("fork")
+    parent_end, child_end = context.Pipe()
+    child = context.Process(target=_child_nonce, args=(child_end,))
+    child.start()
+    try:
+        assert parent_end.poll(30), "the child did not answer"
+        child_nonce = parent_end.recv()
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+    parent_nonces = {(await call_directly(middleware))[1] for _ in range(5)}
+    assert re.fullmatch(r"[0-9a-f]{32}", child_nonce)
+    assert child_nonce not in parent_nonces
+
+
+async def test_caches_stay_bounded_under_many_distinct_paths_hosts_and_content_types() -> None:
+    middleware = ArmorHeaderMiddleware(None, headers_config=CACHE_RULES)  # type: ignore[arg-type]
+    limit = headers._MAX_CACHED_MASKS
+    for index in range(limit + 100):
+        sent, _nonce = await call_directly(middleware, f"/api/{index}", f"h{index}.example.com".encode())
+        assert sent["x-path"] == "api"
+        assert len(middleware._requests) <= limit
+    for index in range(headers._MAX_CACHED_PLANS + 100):
+        content_type = f"text/html; charset=x{index}".encode()
+        sent, _nonce = await call_directly(middleware, content_type=content_type)
+        assert sent["x-type"] == "html"
+        assert len(middleware._responses) <= headers._MAX_CACHED_PLANS
+    assert len(middleware._plans) <= headers._MAX_CACHED_PLANS
+    sent, _nonce = await call_directly(middleware, "/api/again", b"api.example.com", method="POST", status=404)
+    assert {name for name in sent if name in CACHE_KEYS} == {"x-host", "x-path", "x-method", "x-status"}
