@@ -385,3 +385,141 @@ def test_property_trusted_peer_rewrites_only_to_well_formed_values(
     ipaddress.ip_address(seen["client"][0])
     assert seen["path"] == seen["root_path"] + "/where"
     assert seen["root_path"] == "" or (seen["root_path"].startswith("/") and "//" not in seen["root_path"])
+
+
+# --- caches and fast paths ----------------------------------------------------------------------------------
+
+
+def call_directly(middleware: ForwardedHeadersMiddleware, scope: dict[str, Any]) -> dict[str, Any]:
+    """Call the middleware with ``scope`` as a server would; return the very scope object the app got."""
+    import asyncio
+
+    received: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        received.append(scope)
+
+    middleware.app = app
+    asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]
+    return received[0]
+
+
+def raw_scope(headers: list[tuple[bytes, bytes]], peer: tuple[str, int] = PROXY, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/where",
+        "raw_path": b"/where",
+        "root_path": "",
+        "query_string": b"",
+        "server": ("internal", 8080),
+        "client": peer,
+        "headers": headers,
+        **extra,
+    }
+
+
+def test_no_copy_when_nothing_is_rewritten() -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    untrusted = raw_scope([(b"host", b"internal:8080"), (b"x-forwarded-host", b"evil.example")], ("192.0.2.1", 1))
+    assert call_directly(middleware, untrusted) is untrusted
+    no_forwarded_headers = raw_scope([(b"host", b"internal:8080"), (b"user-agent", b"x")])
+    assert call_directly(middleware, no_forwarded_headers) is no_forwarded_headers
+    only_garbage = raw_scope([(b"host", b"internal:8080"), (b"x-forwarded-host", b"a/b")])
+    assert call_directly(middleware, only_garbage) is only_garbage
+
+
+def test_the_callers_scope_is_never_changed() -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    headers = [
+        (b"accept", b"*/*"),
+        (b"host", b"internal:8080"),
+        (b"x-forwarded-host", b"www.example.com"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-prefix", b"/app"),
+        (b"x-forwarded-for", b"203.0.113.7"),
+    ]
+    scope = raw_scope(list(headers))
+    original = {**scope, "headers": list(headers)}
+    for _ in range(2):  # computed, then from the cache
+        seen = call_directly(middleware, scope)
+        assert scope == original
+        assert seen["headers"] == [(b"accept", b"*/*"), (b"host", b"www.example.com"), *headers[2:]]
+        assert (seen["scheme"], seen["server"], seen["client"]) == (
+            "https",
+            ("www.example.com", 443),
+            ("203.0.113.7", 0),
+        )
+        assert (seen["root_path"], seen["path"], seen["raw_path"]) == ("/app", "/app/where", b"/app/where")
+
+
+def test_cached_rewrites_follow_the_header_values_the_scope_type_and_the_host() -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    cases = []
+    for forwarded_host in (b"a.example", b"b.example:8443", None):
+        for proto in (b"https", b"http", None):
+            for client in (b"203.0.113.7", b"203.0.113.8, 10.0.0.9"):
+                for scope_type in ("http", "websocket"):
+                    cases.append((forwarded_host, proto, client, scope_type))
+    for _ in range(2):
+        for forwarded_host, proto, client, scope_type in cases:
+            headers = [(b"host", b"internal:8080"), (b"x-forwarded-for", client)]
+            if forwarded_host is not None:
+                headers.append((b"x-forwarded-host", forwarded_host))
+            if proto is not None:
+                headers.append((b"x-forwarded-proto", proto))
+            server_scheme = "ws" if scope_type == "websocket" else "http"
+            seen = call_directly(middleware, raw_scope(headers, type=scope_type, scheme=server_scheme))
+            expected_scheme = proto.decode() if proto else "http"
+            if scope_type == "websocket":
+                expected_scheme = {"http": "ws", "https": "wss"}[expected_scheme]
+            assert seen["scheme"] == expected_scheme
+            assert seen["client"] == (client.split(b",")[0].decode(), 0)
+            if forwarded_host is None:
+                assert seen["server"] == ("internal", 8080)
+                assert (b"host", b"internal:8080") in seen["headers"]
+            else:
+                host, _, port = forwarded_host.decode().partition(":")
+                default = 443 if proto == b"https" else 80
+                assert seen["server"] == (host, int(port) if port else default)
+                assert (b"host", forwarded_host) in seen["headers"]
+    # A forwarded port alone applies to the Host the proxy passed on: that Host is part of the cache key.
+    for host in (b"one.internal", b"two.internal", b"one.internal"):
+        seen = call_directly(middleware, raw_scope([(b"host", host), (b"x-forwarded-port", b"8081")]))
+        assert seen["server"] == (host.decode(), 8081)
+        assert (b"host", host + b":8081") in seen["headers"]
+
+
+def test_mixed_case_names_bytearray_values_and_repeated_host_headers() -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    headers = [
+        (b"Host", bytearray(b"internal:8080")),
+        (b"X-Forwarded-Host", bytearray(b"www.example.com")),
+        (b"X-Forwarded-For", memoryview(b"203.0.113.7")),
+        (b"host", b"second.internal"),
+    ]
+    for _ in range(2):
+        seen = call_directly(middleware, raw_scope(list(headers)))
+        assert seen["server"] == ("www.example.com", 80)
+        assert seen["client"] == ("203.0.113.7", 0)
+        assert [value for name, value in seen["headers"] if name.lower() == b"host"] == [b"www.example.com"]
+        assert seen["headers"][0] == (b"host", b"www.example.com")
+
+
+def test_caches_stay_bounded_under_many_distinct_values_and_peers() -> None:
+    from c2casgiutils import _forwarded
+
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    for index in range(_forwarded._MAX_CACHED_REWRITES + 100):
+        forwarded_host = f"h{index}.example".encode()
+        seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", forwarded_host)]))
+        assert seen["server"] == (forwarded_host.decode(), 80)
+        assert len(middleware._rewrites) <= _forwarded._MAX_CACHED_REWRITES
+    for index in range(_forwarded._MAX_CACHED_PEERS + 100):
+        peer = (f"192.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}", 1)
+        seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", b"evil")], peer))
+        assert seen["server"] == ("internal", 8080)
+        assert len(middleware.trusted_hosts._cache) <= _forwarded._MAX_CACHED_PEERS
+    seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", b"ok.example")]))
+    assert seen["server"] == ("ok.example", 80)
