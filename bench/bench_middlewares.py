@@ -318,6 +318,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per server and round")
     parser.add_argument("--reference-python", default="/work/refvenv/bin/python")
+    parser.add_argument("--stacks", default=",".join(STACKS), help="comma list, 'bare' always included")
+    parser.add_argument("--ours-only", action="store_true", help="skip the reference package's servers")
     parser.add_argument("--micro", action="store_true", help="time the middlewares called directly, no server")
     parser.add_argument("--load-only", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--micro-only", type=int, metavar="CALLS", help=argparse.SUPPRESS)
@@ -338,14 +340,17 @@ def main() -> None:
         app_dir = Path(directory)
         (app_dir / "bench_app.py").write_text(APP_SOURCE)
         implementations = {"ours": sys.executable}  # the "floor" stack is the same code in both
-        if Path(arguments.reference_python).exists():
+        stacks = ["bare", *(stack for stack in arguments.stacks.split(",") if stack in STACKS and stack != "bare")]
+        if arguments.ours_only:
+            pass
+        elif Path(arguments.reference_python).exists():
             implementations["reference"] = arguments.reference_python
         else:
             print(f"reference interpreter {arguments.reference_python} not found: measuring ours only")
         servers = [
             Server(implementation, stack, python, app_dir)
             for implementation, python in implementations.items()
-            for stack in STACKS
+            for stack in stacks
         ]
         try:
             for server in servers:
@@ -367,8 +372,11 @@ def main() -> None:
                 server.stop()
 
     print(f"\nload generator: {load.__name__}, {CONNECTIONS} connections, {arguments.duration}s x {arguments.rounds}")
-    print("| implementation | stack | req/s (median) | req/s / bare | server CPU µs/request | bare CPU / stack CPU |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| implementation | stack | req/s (median) | req/s / bare | server CPU µs/request (median) "
+        "| bare CPU / stack CPU | best-round CPU µs/request | bare / stack (best rounds) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for implementation in implementations:
         by_stack = {server.stack: server for server in servers if server.implementation == implementation}
         bare = by_stack["bare"]
@@ -376,9 +384,12 @@ def main() -> None:
             # Ratios per round (neighbours in time see the same machine load), then the median.
             rate_ratio = statistics.median(s / b for s, b in zip(server.rates, bare.rates, strict=True))
             cpu = statistics.median(server.cpu_per_request)
+            # The least CPU a request took in any round: the least disturbed by other load, as timeit's best.
+            best = min(server.cpu_per_request)
             print(
                 f"| {implementation} | {stack} | {statistics.median(server.rates):.0f} | {rate_ratio:.2f} "
-                f"| {cpu * 1e6:.0f} | {statistics.median(bare.cpu_per_request) / cpu:.2f} |"
+                f"| {cpu * 1e6:.0f} | {statistics.median(bare.cpu_per_request) / cpu:.2f} "
+                f"| {best * 1e6:.1f} | {min(bare.cpu_per_request) / best:.2f} |"
             )
 
 
