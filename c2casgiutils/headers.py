@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -497,7 +497,8 @@ class ArmorHeaderMiddleware:
             self._requests[key] = selected
         mask, request_plan = selected
 
-        async def send_with_headers(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
+        def send_with_headers(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 plan = request_plan or self._response_plan(mask, message)
                 drop = plan.drop
@@ -511,6 +512,6 @@ class ArmorHeaderMiddleware:
                         source = b"'nonce-" + nonce.encode("ascii") + b"'"
                         headers += [(name, source.join(parts)) for name, parts in plan.with_nonce]
                     message["headers"] = headers
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_with_headers)
