@@ -8,6 +8,10 @@ request carries X-Forwarded-* headers from a trusted peer so the forwarded middl
 
     .venv/bin/python bench/bench_middlewares.py [--rounds 5] [--duration 3] [--reference-python PATH]
     .venv/bin/python bench/bench_middlewares.py --micro   # µs per request of the middleware code alone
+    .venv/bin/python bench/bench_middlewares.py --ours-only --stacks armor,floor   # a subset of the servers
+
+Besides the medians, the table gives each stack's best round (least server CPU per request), which is the
+round least disturbed by other load on a shared machine.
 
 ``--micro`` skips the servers: it calls each stack directly as an ASGI app around a minimal app that sends a
 17-byte JSON response, many times in one event loop, and prints the best-of-rounds µs per call minus the bare

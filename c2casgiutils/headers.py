@@ -2,8 +2,9 @@
 
 ``ArmorHeaderMiddleware`` only wraps ``send``: it rewrites the headers of ``http.response.start`` and passes
 every other message through untouched, so bodies stream, the request body is never read and contextvars set
-by the application survive. Rules are compiled once at construction; a request costs a few regex matches and
-one dictionary lookup of the pre-merged header plan.
+by the application survive. Rules are compiled once at construction. A request costs one lookup in a
+bounded cache of the final header list (per Host, path, method and settings.http), a second one on the
+status and content type only when such a rule applies, and one rebuild of the header list.
 """
 
 from __future__ import annotations

@@ -404,7 +404,7 @@ def call_directly(middleware: ForwardedHeadersMiddleware, scope: dict[str, Any])
     return received[0]
 
 
-def raw_scope(headers: list[tuple[bytes, bytes]], peer: tuple[str, int] = PROXY, **extra: Any) -> dict[str, Any]:
+def raw_scope(headers: list[tuple[bytes, Any]], peer: tuple[str, int] = PROXY, **extra: Any) -> dict[str, Any]:
     return {
         "type": "http",
         "method": "GET",
@@ -485,10 +485,10 @@ def test_cached_rewrites_follow_the_header_values_the_scope_type_and_the_host() 
                 assert seen["server"] == (host, int(port) if port else default)
                 assert (b"host", forwarded_host) in seen["headers"]
     # A forwarded port alone applies to the Host the proxy passed on: that Host is part of the cache key.
-    for host in (b"one.internal", b"two.internal", b"one.internal"):
-        seen = call_directly(middleware, raw_scope([(b"host", host), (b"x-forwarded-port", b"8081")]))
-        assert seen["server"] == (host.decode(), 8081)
-        assert (b"host", host + b":8081") in seen["headers"]
+    for proxied_host in (b"one.internal", b"two.internal", b"one.internal"):
+        seen = call_directly(middleware, raw_scope([(b"host", proxied_host), (b"x-forwarded-port", b"8081")]))
+        assert seen["server"] == (proxied_host.decode(), 8081)
+        assert (b"host", proxied_host + b":8081") in seen["headers"]
 
 
 def test_mixed_case_names_bytearray_values_and_repeated_host_headers() -> None:
