@@ -100,6 +100,14 @@ def _check_logger_name(value: str) -> str:
     return name
 
 
+def _logger_name_or_422(value: str) -> str:
+    """The checked logger name of a route parameter; an invalid one is a 422."""
+    try:
+        return _check_logger_name(value)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from None
+
+
 def _logger(name: str) -> logging.Logger:
     return logging.getLogger() if name == ROOT else logging.getLogger(name)
 
@@ -259,11 +267,7 @@ async def get_level(
     name: Annotated[str, Query(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name, or 'root'")],
 ) -> LevelResponse:
     """The level of a logger in the process that serves this request."""
-    try:
-        name = _check_logger_name(name)
-    except ValueError as error:
-        raise HTTPException(422, str(error)) from None
-    return _state(name)
+    return _state(_logger_name_or_422(name))
 
 
 @router.post("/logging/level")
@@ -292,10 +296,7 @@ async def delete_override(
     name: Annotated[str, Path(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name, or 'root'")],
 ) -> LevelChangeResponse:
     """Remove an override: every process puts the logger back to its level from before the override."""
-    try:
-        name = _check_logger_name(name)
-    except ValueError as error:
-        raise HTTPException(422, str(error)) from None
+    name = _logger_name_or_422(name)
     with _unavailable_as_503():
         if name not in await _stored_overrides():
             raise HTTPException(404, f"no logging override for {name!r}")
