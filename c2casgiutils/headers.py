@@ -248,8 +248,25 @@ def _methods(name: str, value: Any) -> frozenset[str] | None:
     return frozenset(method.upper() for method in value)
 
 
+def _is_short_form(name: str, entry: Any) -> bool:
+    """Whether an entry is the short form ``"Header-Name": value`` (a header for every response).
+
+    The specification shows header values straight in ``headers_config`` (``"X-Custom": "value"``,
+    ``"Content-Security-Policy": {...}``, ``"Unwanted-Header": None``). Rule names are snake_case by convention,
+    header names are not: a name with a dash or a capital and no underscore, whose value is a header value (not
+    a dict of matcher keys), is read as a header.
+    """
+    if "_" in name or not _TOKEN_RE.match(name) or not ("-" in name or name[:1].isupper()):
+        return False
+    if entry is None or isinstance(entry, str | list | tuple):
+        return True
+    return isinstance(entry, Mapping) and not set(entry) & _MATCHER_KEYS
+
+
 def _compile_rule(name: str, entry: Any) -> tuple[int, _Rule]:
     """Validate one ``headers_config`` entry and compile it; return it with its order."""
+    if _is_short_form(name, entry):
+        entry = {"headers": {name: entry}}
     if not isinstance(entry, Mapping):
         raise _fail(name, f"expected a dict with the keys {sorted(_MATCHER_KEYS)}, got {entry!r}")
     unknown = set(entry) - _MATCHER_KEYS

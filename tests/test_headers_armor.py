@@ -287,6 +287,48 @@ def test_bad_entries_fail_at_construction_naming_the_entry(entry: Any, message: 
     assert message in str(error.value)
 
 
+def test_short_form_header_entries_from_the_specification() -> None:
+    """The specification's value-types example puts headers straight in headers_config."""
+    app = make_app(
+        headers_config={
+            "X-Custom": "value",
+            "Cache-Control": ["no-cache", "no-store", "must-revalidate"],
+            "Content-Security-Policy": {
+                "default-src": ["'self'"],
+                "script-src": ["'self'", "https://cdn.example.com"],
+                "style-src": ["'self'", "'unsafe-inline'"],
+            },
+            "Permissions-Policy": ["geolocation=()", "microphone=()"],
+            "X-Powered-By": None,
+        }
+    )
+    response = client(app).get("/status/200", headers=PUBLIC)
+    assert response.headers["x-custom"] == "value"
+    assert response.headers["cache-control"] == "no-cache; no-store; must-revalidate"
+    assert response.headers["content-security-policy"] == (
+        "default-src 'self'; script-src 'self' https://cdn.example.com; style-src 'self' 'unsafe-inline'"
+    )
+    assert response.headers["permissions-policy"] == "geolocation=(), microphone=()"
+    assert "x-powered-by" not in response.headers
+    assert response.headers["x-frame-options"] == "DENY"  # the other defaults stay
+
+
+@pytest.mark.parametrize(
+    ("name", "entry", "message"),
+    [
+        ("api_endpoints", "value", "expected a dict"),  # snake_case: a rule name, so its value must be a rule
+        ("docs", None, "expected a dict"),
+        ("X-Custom", 42, "expected a dict"),
+        ("X-Custom", {"default-src": ["'self'"], "path_match": "^/"}, "unknown keys"),
+    ],
+)
+def test_short_form_is_only_for_header_names_and_values(name: str, entry: Any, message: str) -> None:
+    with pytest.raises(HeadersConfigError) as error:
+        ArmorHeaderMiddleware(FastAPI(), headers_config={name: entry})
+    assert f"'{name}'" in str(error.value)
+    assert message in str(error.value)
+
+
 # --- nonce ----------------------------------------------------------------------------------------------------
 
 
