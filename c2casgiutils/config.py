@@ -113,7 +113,9 @@ def _convert_option_value(raw: str) -> Any:
 
 
 def parse_key_values(value: Any) -> Any:
-    """Read ``k=v,k=v`` (or a JSON object) into a dict, converting numbers and booleans."""
+    """Read ``k=v,k=v`` (or a JSON object) into a dict, converting numbers and booleans; None is no option."""
+    if value is None:  # the documented default of C2C__REDIS__OPTIONS is None
+        return {}
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -256,7 +258,15 @@ class Sentry(BaseModel):
         "C2C__SENTRY__TAG_ to set tags. The tag name will be the part after the prefix, converted to "
         "lowercase. For example, C2C__SENTRY__TAG_SERVICE=my-service will set a tag named service "
         "(lowercase) with value my-service.",
+        # Not a sentry_sdk.init option (tags go through set_tag): left out of model_dump() so that the
+        # specification's ``sentry_sdk.init(**config.settings.sentry.model_dump())`` works.
+        exclude=True,
     )
+
+    @property
+    def url(self) -> str | None:
+        """The DSN, under the name the specification's Sentry snippet logs (``config.settings.sentry.url``)."""
+        return self.dsn
 
 
 class AuthJWTCookie(BaseModel):
