@@ -656,6 +656,13 @@ def test_armor_netloc_match() -> None:
     assert "x-robots-tag" not in _get(app, "/public", host="admin.example.com")
 
 
+def test_armor_netloc_match_sees_host_and_port() -> None:
+    """The netloc is "host:port" when the request names a port."""
+    app = _armored({"admin_port": {"netloc_match": r"^admin\.example\.com:8443$", "headers": {"X-Port": "8443"}}})
+    assert _get(app, host="admin.example.com:8443")["x-port"] == "8443"
+    assert "x-port" not in _get(app, host="admin.example.com")
+
+
 def test_armor_single_status_code() -> None:
     assert "x-robots-tag" not in _get(_armored(SPEC_HEADERS_CONFIG, status=201), "/admin/x", host="admin.example.com")
     assert "x-robots-tag" in _get(_armored(SPEC_HEADERS_CONFIG, status=200), "/admin/x", host="admin.example.com")
