@@ -8,8 +8,11 @@ the rate limit; it is never silently replaced by the cookie.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import os
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, overload
 
@@ -24,6 +27,10 @@ from c2casgiutils.config import GitHubAccessType
 _LOGGER = logging.getLogger(__name__)
 
 _FAILURE_STATE_KEY = "c2c_auth_failure"
+# Key of the digests compared by secret_matches (random per process: nothing to precompute).
+_COMPARE_KEY = os.urandom(32)
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+_SAME_ORIGIN_FETCH_SITES = frozenset({"same-origin", "none"})
 
 
 def github_error_to_http(error: _github.GitHubError) -> HTTPException:
@@ -32,11 +39,37 @@ def github_error_to_http(error: _github.GitHubError) -> HTTPException:
     return HTTPException(error.status_code, detail=error.message, headers=headers)
 
 
-def _secret_matches(candidate: str) -> bool:
+def secret_matches(candidate: str) -> bool:
+    """Whether ``candidate`` is the configured secret, in constant time (its length included)."""
     expected = config.settings.auth.secret
     if not expected:
         return False
-    return hmac.compare_digest(candidate.encode(), expected.encode())
+    # compare_digest returns at once on values of different lengths, which would tell the secret's
+    # length: compare fixed-length digests instead.
+    return hmac.compare_digest(
+        hmac.new(_COMPARE_KEY, candidate.encode(), hashlib.sha256).digest(),
+        hmac.new(_COMPARE_KEY, expected.encode(), hashlib.sha256).digest(),
+    )
+
+
+def cross_site_reason(request: Request) -> str | None:
+    """Why an unsafe request (POST, DELETE...) looks sent by another site, or None when it does not.
+
+    Browsers send ``Sec-Fetch-Site`` (older ones only ``Origin``); a client that sends neither (curl, an
+    API client) is not a browser that could be abused by another site, so it is not refused.
+    """
+    if request.method in _SAFE_METHODS:
+        return None
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return None if fetch_site.strip().lower() in _SAME_ORIGIN_FETCH_SITES else f"Sec-Fetch-Site: {fetch_site!r}"
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None
+    # The host only: a proxy terminating TLS may hide the scheme the browser used.
+    if origin == "null" or urllib.parse.urlsplit(origin).netloc.lower() != request.url.netloc.lower():
+        return f"Origin: {origin!r}"
+    return None
 
 
 def _bearer_token(request: Request) -> str | None:
@@ -93,7 +126,7 @@ async def get_auth(request: Request, response: Response) -> AuthInfo:
         _rate_limit.ensure_not_blocked(request)
         candidate = api_key or bearer or query_secret
         assert candidate is not None
-        if secret_enabled() and _secret_matches(candidate):
+        if secret_enabled() and secret_matches(candidate):
             if api_key is None and bearer is None:
                 # A login link (?secret=): keep the login in a cookie so the next pages work too.
                 _session.write_secret_login(request, response)
@@ -102,6 +135,18 @@ async def get_auth(request: Request, response: Response) -> AuthInfo:
             return await _github_bearer(request, bearer)
         return _fail(request, "wrong secret" if secret_enabled() else "no secret authentication is configured")
 
+    if request.cookies.get(config.settings.auth.jwt.cookie.name):
+        reason = cross_site_reason(request)
+        if reason is not None:
+            # A browser sends the cookie on a form another site submits (same-site sibling domains even
+            # with SameSite=lax): the cookie alone must not authorize a state change.
+            request.state.__setattr__(
+                _FAILURE_STATE_KEY,
+                f"the login cookie is not accepted on a cross-site {request.method} ({reason}); "
+                "send the request from this site or authenticate with a header",
+            )
+            _LOGGER.info("Refused the login cookie on a cross-site %s (%s)", request.method, reason)
+            return AuthInfo(is_logged_in=False)
     try:
         return await _session.read_login(request, response)
     except _github.GitHubError as error:

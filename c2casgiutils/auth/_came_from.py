@@ -33,6 +33,9 @@ def validate_came_from(request: Request, came_from: str | None) -> str | None:
             raise _refuse("an absolute URL needs a host")
         if parsed.netloc.lower() != request.url.netloc.lower():
             raise _refuse(f"it leads to another host ({parsed.netloc!r}); only {request.url.netloc!r} is allowed")
+        if request.url.scheme == "https" and parsed.scheme.lower() != "https":
+            # Same host over plain HTTP: the page and what it submits would travel in clear.
+            raise _refuse("it leaves HTTPS for plain HTTP; use a path or an https URL")
         return came_from
     if parsed.netloc or came_from.startswith("//"):
         raise _refuse("protocol-relative URLs ('//host') lead to other hosts")

@@ -5,6 +5,7 @@ The counter is per process (each worker counts on its own), bounded in memory.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
@@ -14,6 +15,9 @@ from fastapi import HTTPException, Request, status
 from c2casgiutils import config
 
 _MAX_CLIENTS = 10_000
+# One IPv6 client usually holds a whole /64 (SLAAC, privacy addresses): counting per address would give
+# it 2**64 fresh counters.
+_IPV6_CLIENT_PREFIX = 64
 
 
 class FailureLimiter:
@@ -65,8 +69,20 @@ LIMITER = FailureLimiter()
 
 
 def client_key(request: Request) -> str:
-    """The client address (after ForwardedHeadersMiddleware, when the service trusts its proxy)."""
-    return request.client.host if request.client is not None else "unknown"
+    """The client (after ForwardedHeadersMiddleware, when the service trusts its proxy): its IPv4 address,
+    or its IPv6 /64 network."""
+    if request.client is None:
+        return "unknown"
+    host = request.client.host
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, _IPV6_CLIENT_PREFIX), strict=False))
+    return host
 
 
 def ensure_not_blocked(request: Request) -> None:

@@ -16,7 +16,7 @@ from starlette.routing import NoMatchFound
 
 from c2casgiutils import config
 from c2casgiutils.auth import _cookies, _github, _rate_limit, _session
-from c2casgiutils.auth._access import AccessContext, get_auth, github_error_to_http
+from c2casgiutils.auth._access import AccessContext, get_auth, github_error_to_http, secret_matches
 from c2casgiutils.auth._came_from import validate_came_from
 from c2casgiutils.auth._configuration import auth_type, github_enabled, secret_enabled
 from c2casgiutils.auth._models import AuthInfo, AuthStatus
@@ -53,8 +53,7 @@ async def _secret_login(request: Request, secret: str | None, came_from: str | N
     _rate_limit.ensure_not_blocked(request)
     if not secret:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Missing secret (the 'secret' field or X-API-Key)")
-    expected = config.settings.auth.secret or ""
-    if not hmac.compare_digest(secret.encode(), expected.encode()):
+    if not secret_matches(secret):
         _rate_limit.record_failure(request)
         _LOGGER.info("Failed login from %s", _rate_limit.client_key(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Invalid secret")
@@ -213,7 +212,7 @@ async def github_login(request: Request, came_from: Annotated[str | None, Query(
 def _callback_error(
     request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    _LOGGER.info("GitHub login failed: %s", message)
+    _LOGGER.info("GitHub login failed: %r", message)  # repr: the message may quote query parameters
     response = JSONResponse({"detail": message}, status_code=status_code, headers={**_NO_STORE, **(headers or {})})
     _cookies.delete_cookie(response, config.settings.auth.github.state_cookie, _state_cookie_path(request))
     return response
