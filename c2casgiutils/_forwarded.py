@@ -216,14 +216,37 @@ def _pick(values: list[str], hops: int) -> str | None:
     return values[max(0, len(values) - hops)]
 
 
+def _tail_items(text: str) -> list[str]:
+    """The right-most comma-separated items of ``text``, at most ``_MAX_HOPS`` within ``_MAX_HEADER_LENGTH``.
+
+    Each proxy appends on the right; only the client writes on the left. Dropping the whole value when
+    it is too long would let a client make its request look sent by the trusted proxy itself, so the
+    left (client-written) part is what is cut.
+    """
+    items = text[-_MAX_HEADER_LENGTH:].split(",")
+    if len(text) > _MAX_HEADER_LENGTH:
+        items = items[1:]  # cut in the middle of a client-written item
+    return [item.strip() for item in items[-_MAX_HOPS:]]
+
+
 def _split_list(raw: list[bytes] | None) -> list[str] | None:
     if not raw:
         return None
-    text = ",".join(value.decode("latin-1") for value in raw)
-    if len(text) > _MAX_HEADER_LENGTH:
-        return None
-    items = [item.strip() for item in text.split(",")]
-    return items if len(items) <= _MAX_HOPS else None
+    return _tail_items(",".join(value.decode("latin-1") for value in raw)) or None
+
+
+def _forwarded_elements(text: str) -> list[dict[str, str]]:
+    """The elements of a ``Forwarded`` value; a malformed or oversized value is read element by element.
+
+    The elements the proxies append (on the right) have no comma in their values: a comma-separated
+    piece that does not parse (written by the client) becomes an empty element, which stops the walk
+    from the right like any untrusted hop instead of discarding what the proxies wrote.
+    """
+    if len(text) <= _MAX_HEADER_LENGTH:
+        elements = _parse_forwarded(text)
+        if elements is not None:
+            return elements
+    return [(_parse_forwarded(piece) or [{}])[0] for piece in _tail_items(text)]
 
 
 class ForwardedHeadersMiddleware:
@@ -318,10 +341,7 @@ class ForwardedHeadersMiddleware:
         return _rewrite_of(hop, scope_type, scheme, bytes(host) if host is not None else None)
 
     def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop | None:
-        text = b",".join(raw).decode("latin-1")
-        if len(text) > _MAX_HEADER_LENGTH:
-            return None
-        elements = _parse_forwarded(text)
+        elements = _forwarded_elements(b",".join(raw).decode("latin-1"))
         if not elements:
             return None
         chosen = 0

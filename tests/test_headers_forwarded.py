@@ -242,7 +242,7 @@ async def test_ipv6_peer_and_network() -> None:
         {"x-forwarded-prefix": "/a?b"},
         {"x-forwarded-for": "not an ip"},
         {"x-forwarded-for": "1.2.3.4:99999"},
-        {"x-forwarded-for": ",".join(["1.2.3.4"] * 100)},
+        # An over-long X-Forwarded-For is cut on the client's side, not ignored: test_security_review.py.
     ],
 )
 @pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
