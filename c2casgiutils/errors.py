@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import re
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,14 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _printable(text: Any) -> str:
+    """``text`` with control characters escaped: a path like ``/a%0Afake`` must not forge a log line."""
+    return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match[0]):02x}", str(text))
 
 
 async def _is_admin(scope: Scope) -> bool:
@@ -80,7 +89,7 @@ class ErrorResponseMiddleware:
         try:
             await self.app(scope, receive, watch_send)
         except Exception as error:
-            _LOGGER.exception("Unhandled exception on %s %s", scope.get("method"), scope.get("path"))
+            _LOGGER.exception("Unhandled exception on %s %s", scope.get("method"), _printable(scope.get("path", "")))
             if response_started:
                 raise
             body = problem_body(scope, error, with_traceback=await _is_admin(scope))

@@ -64,8 +64,10 @@ class ReplayGuard:
     """Refuse signed requests that are too old or already seen (bounded memory)."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: OrderedDict[str, float] = OrderedDict()  # id -> message timestamp
         self._max_entries = max_entries
+        # Messages this old or older are refused: ids forgotten to stay bounded are within it.
+        self._floor = float("-inf")
 
     def check(self, message_id: str, timestamp: float) -> None:
         """Raise SignatureError for a replayed or stale request; remember the id otherwise."""
@@ -77,9 +79,16 @@ class ReplayGuard:
             raise SignatureError(f"message timestamp is {now - timestamp:.1f}s away from now (max_age {max_age}s)")
         if message_id in self._seen:
             raise SignatureError("replayed message")
-        self._seen[message_id] = now
+        if timestamp <= self._floor:
+            raise SignatureError("message older than the ids the replay guard still remembers")
+        self._seen[message_id] = timestamp
         while self._seen:
-            oldest_id, seen_at = next(iter(self._seen.items()))
-            if len(self._seen) <= self._max_entries and now - seen_at <= max_age:
+            oldest_id, oldest_timestamp = next(iter(self._seen.items()))
+            if now - oldest_timestamp > max_age:
+                del self._seen[oldest_id]  # too old to pass the age check anyway
+            elif len(self._seen) > self._max_entries:
+                # Forgetting a fresh id would let it be replayed: refuse from now on what is not newer.
+                self._floor = max(self._floor, oldest_timestamp)
+                del self._seen[oldest_id]
+            else:
                 break
-            del self._seen[oldest_id]

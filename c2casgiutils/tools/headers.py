@@ -6,6 +6,7 @@ string let an operator check how a proxy rewrites paths). Values that carry cred
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -19,7 +20,10 @@ router = APIRouter()
 
 MASK = "*****"
 # Headers whose value is a credential: shown masked, never echoed.
-MASKED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+MASKED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
+# Any header or query parameter whose name contains one of these words is masked too (X-Auth-Token,
+# X-Amz-Security-Token, ?secret=, ?access_token=...): better a masked harmless value than an echoed key.
+_SENSITIVE_WORDS = ("auth", "cookie", "token", "secret", "password", "passwd", "api-key", "apikey", "api_key")
 
 Scalar = str | int | float | bool | None
 
@@ -48,7 +52,25 @@ class HeadersResponse(BaseModel):
     scope: dict[str, Scalar | list[Scalar]] = Field(description="Simple values of the ASGI scope")
 
 
+def is_sensitive(name: str) -> bool:
+    """Whether a header or query parameter of this name carries a credential (its value is masked)."""
+    lowered = name.lower()
+    return lowered in MASKED_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
+
+
+def _masked_query(url: URL) -> URL:
+    if not url.query:
+        return url
+    pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+    if not any(is_sensitive(name) for name, _ in pairs):
+        return url
+    return url.replace(
+        query=urllib.parse.urlencode([(name, MASK if is_sensitive(name) else value) for name, value in pairs])
+    )
+
+
 def _url_parts(url: URL) -> UrlParts:
+    url = _masked_query(url)
     return UrlParts(
         url=str(url),
         scheme=url.scheme,
@@ -63,7 +85,7 @@ def _url_parts(url: URL) -> UrlParts:
 def _masked_headers(request: Request) -> dict[str, str]:
     headers: dict[str, str] = {}
     for name, value in request.headers.items():
-        shown = MASK if name in MASKED_HEADERS else value
+        shown = MASK if is_sensitive(name) else value
         headers[name] = f"{headers[name]}, {shown}" if name in headers else shown
     return headers
 
@@ -85,7 +107,7 @@ def describe_request(request: Request) -> HeadersResponse:
         headers=_masked_headers(request),
         url=_url_parts(request.url),
         base_url=_url_parts(request.base_url),
-        query_params=dict(request.query_params),
+        query_params={name: MASK if is_sensitive(name) else value for name, value in request.query_params.items()},
         path_params={key: str(value) for key, value in request.path_params.items()},
         client=f"{client.host}:{client.port}" if client else None,
         scope=_scope_values(request.scope),
