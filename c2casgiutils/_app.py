@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, redis_utils
+from c2casgiutils import auth, broadcast, config, health_checks, logs, redis_utils
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
 from c2casgiutils.tools import debug as tools_debug
@@ -56,6 +56,7 @@ async def startup(main_app: FastAPI | None = None) -> None:
     """
     del main_app  # kept for the documented signature; nothing is attached to the main app
     auth.check_settings()
+    logs.mask_access_log_secrets()
     await broadcast.startup()
     await tools_logging.startup()
     await tools_debug.startup()

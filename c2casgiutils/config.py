@@ -417,8 +417,9 @@ class Broadcast(BaseModel):
 
     secret: str | None = Field(
         default=None,
+        min_length=1,
         description="Key of the HMAC signature of broadcast messages; when set, unsigned or wrongly "
-        "signed messages are ignored",
+        "signed messages are ignored (an empty value is refused: unset the variable to go unsigned)",
     )
     timeout: Duration = Field(
         default=timedelta(seconds=10), description="Default time to wait for the answers of a broadcast"

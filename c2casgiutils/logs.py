@@ -11,6 +11,9 @@ Use it from a logging configuration (for uvicorn ``--log-config``)::
         class: logging.StreamHandler
         formatter: json
         filters: [request_id]
+
+:func:`c2casgiutils.startup` also puts :class:`QuerySecretsFilter` on uvicorn's access logger, so that a
+``?secret=`` (or any credential-like query parameter) never reaches the access log in clear.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from c2casgiutils._sensitive import mask_path_with_query
 from c2casgiutils.request_id import RequestIdFilter, request_id_var
 
-__all__ = ["JsonFormatter", "RequestIdFilter"]
+__all__ = ["JsonFormatter", "QuerySecretsFilter", "RequestIdFilter", "mask_access_log_secrets"]
+
+ACCESS_LOGGER = "uvicorn.access"
 
 # Attributes every LogRecord has: anything else was passed with ``extra=`` and is added to the line.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -73,3 +79,25 @@ class JsonFormatter(logging.Formatter):
             entry["stack"] = self.formatStack(record.stack_info)
         # One line per record: json.dumps escapes the newlines of messages and tracebacks.
         return json.dumps(entry, ensure_ascii=False, default=repr)
+
+
+class QuerySecretsFilter(logging.Filter):
+    """Mask credential-like query parameters (``?secret=``, ``?access_token=``) in a record's string arguments.
+
+    uvicorn's access log line carries the path with its query string as an argument: the secret of the
+    (discouraged) ``?secret=`` login would otherwise be written in clear.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) and "?" in arg for arg in record.args):
+            record.args = tuple(
+                mask_path_with_query(arg) if isinstance(arg, str) and "?" in arg else arg for arg in record.args
+            )
+        return True
+
+
+def mask_access_log_secrets() -> None:
+    """Put :class:`QuerySecretsFilter` on uvicorn's access logger (once)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(isinstance(existing, QuerySecretsFilter) for existing in logger.filters):
+        logger.addFilter(QuerySecretsFilter())

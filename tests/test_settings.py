@@ -219,6 +219,7 @@ INVALID = [
     ("C2C__PROXY_HEADERS__TRUSTED_HOSTS", "[not json", "JSON"),
     ("C2C__HTTP", "perhaps", "valid boolean"),
     ("C2C__ROUTE_PREFIX", "/a b/", "path"),
+    ("C2C__BROADCAST__SECRET", "", "at least 1 character"),
 ]
 
 

@@ -6,7 +6,6 @@ string let an operator check how a proxy rewrites paths). Values that carry cred
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -15,15 +14,9 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import URL
 
 from c2casgiutils import auth
+from c2casgiutils._sensitive import MASK, is_sensitive, mask_query
 
 router = APIRouter()
-
-MASK = "*****"
-# Headers whose value is a credential: shown masked, never echoed.
-MASKED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"})
-# Any header or query parameter whose name contains one of these words is masked too (X-Auth-Token,
-# X-Amz-Security-Token, ?secret=, ?access_token=...): better a masked harmless value than an echoed key.
-_SENSITIVE_WORDS = ("auth", "cookie", "token", "secret", "password", "passwd", "api-key", "apikey", "api_key")
 
 Scalar = str | int | float | bool | None
 
@@ -52,21 +45,9 @@ class HeadersResponse(BaseModel):
     scope: dict[str, Scalar | list[Scalar]] = Field(description="Simple values of the ASGI scope")
 
 
-def is_sensitive(name: str) -> bool:
-    """Whether a header or query parameter of this name carries a credential (its value is masked)."""
-    lowered = name.lower()
-    return lowered in MASKED_HEADERS or any(word in lowered for word in _SENSITIVE_WORDS)
-
-
 def _masked_query(url: URL) -> URL:
-    if not url.query:
-        return url
-    pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
-    if not any(is_sensitive(name) for name, _ in pairs):
-        return url
-    return url.replace(
-        query=urllib.parse.urlencode([(name, MASK if is_sensitive(name) else value) for name, value in pairs])
-    )
+    masked = mask_query(url.query)
+    return url if masked == url.query else url.replace(query=masked)
 
 
 def _url_parts(url: URL) -> UrlParts:
