@@ -184,7 +184,16 @@ async def test_cli_absent_default_file_falls_back_to_basic_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_logging: None
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    logger = logging.getLogger("c2c.cli.test")
     await cli.init(_parse())  # logging.yaml does not exist here: not an error
+    assert logger.level == logging.NOTSET
+    # ... and once it exists, the default file is the one applied
+    (tmp_path / "logging.yaml").write_text(
+        "version: 1\ndisable_existing_loggers: false\nloggers:\n  c2c.cli.test:\n    level: WARNING\n",
+        encoding="utf-8",
+    )
+    await cli.init(_parse())
+    assert logger.level == logging.WARNING
 
 
 def test_cli_error_exits_the_script_with_the_message(tmp_path: Path) -> None:
