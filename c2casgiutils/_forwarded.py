@@ -59,7 +59,7 @@ class TrustedProxies:
                 raise ValueError(
                     f"trusted_hosts: {item!r} is not an IP address, a CIDR network (e.g. 10.0.0.0/8) or '*'"
                 ) from None
-        self._cache: dict[Any, bool] = {}  # peer host -> trusted
+        self.peers: dict[Any, bool] = {}  # peer host -> trusted, filled by ``in``
 
     def address(self, address: _IPAddress) -> bool:
         if self.trust_all:
@@ -68,30 +68,21 @@ class TrustedProxies:
             address = address.ipv4_mapped
         return any(address in network for network in self._networks)
 
-    def cached(self, host: object) -> bool | None:
-        """The cached decision for the peer ``host``, None when not decided yet (then use ``in``)."""
-        if self.trust_all:
-            return True
-        try:
-            return self._cache.get(host)
-        except TypeError:  # an unhashable peer: ``in`` says no
-            return None
-
     def __contains__(self, host: object) -> bool:
         """Whether the peer ``host`` (a string from ``scope["client"]``) is trusted; cached per host."""
         if self.trust_all:
             return True
         if not isinstance(host, str):
             return False
-        trusted = self._cache.get(host)
+        trusted = self.peers.get(host)
         if trusted is None:
             try:
                 trusted = self.address(ipaddress.ip_address(host))
             except ValueError:
                 trusted = False
-            if len(self._cache) >= _MAX_CACHED_PEERS:
-                self._cache.clear()
-            self._cache[host] = trusted
+            if len(self.peers) >= _MAX_CACHED_PEERS:
+                self.peers.clear()  # in place: ForwardedHeadersMiddleware holds this dict
+            self.peers[host] = trusted
         return trusted
 
 
@@ -270,6 +261,8 @@ class ForwardedHeadersMiddleware:
         self.app = app
         self.headers_type = headers_type
         self.trusted_hosts = TrustedProxies(trusted_hosts)
+        self._trust_all = self.trusted_hosts.trust_all
+        self._trusted_peers = self.trusted_hosts.peers
         self._enabled = headers_type != "none"
         # What a request's forwarded headers (and Host, scope type, scheme) imply: memoised, as a proxy sends
         # the same few values again and again. Bounded: hostile values cannot grow it.
@@ -285,8 +278,9 @@ class ForwardedHeadersMiddleware:
             client = scope.get("client")
             if client:
                 peer = client[0]
-                trusted = self.trusted_hosts.cached(peer)
-                if trusted is None:
+                try:  # the decision cached by ``in`` for this peer, without a call
+                    trusted = self._trust_all or self._trusted_peers[peer]
+                except (KeyError, TypeError):
                     trusted = peer in self.trusted_hosts
                 if trusted:
                     scope = self._rewrite(scope)
@@ -297,14 +291,16 @@ class ForwardedHeadersMiddleware:
         wanted = self._wanted
         found: list[tuple[bytes, bytes]] = []
         host: bytes | None = None
-        host_count = 0
+        host_index = _NO_HOST  # where the single Host header is, to replace it without a second scan
+        index = -1
         for item in scope["headers"]:
+            index += 1
             name = item[0].lower()
             if name in wanted:
                 found.append((name, item[1]))
             elif name == b"host":
                 host = item[1]
-                host_count += 1
+                host_index = index if host_index == _NO_HOST else _SEVERAL_HOSTS
         if not found:
             return scope  # one pass over the headers, nothing allocated but an empty list
         scheme = scope.get("scheme", "http")
@@ -321,7 +317,7 @@ class ForwardedHeadersMiddleware:
             if len(self._rewrites) >= _MAX_CACHED_REWRITES:
                 self._rewrites.clear()
             self._rewrites[key] = rewrite
-        return scope if rewrite is None else rewrite.apply(scope, host_count)
+        return scope if rewrite is None else rewrite.apply(scope, host_index)
 
     def _plan(
         self, found: list[tuple[bytes, bytes]], scope_type: str, scheme: str, host: bytes | None
@@ -382,6 +378,8 @@ class ForwardedHeadersMiddleware:
 
 
 _REWRITTEN_TYPES = frozenset({"http", "websocket"})
+_NO_HOST = -1
+_SEVERAL_HOSTS = -2
 _UNKNOWN: Any = object()
 
 
@@ -393,17 +391,17 @@ class _Rewrite:
     host_header: bytes | None
     prefix: str | None
 
-    def apply(self, scope: Scope, host_count: int) -> Scope:
-        """A patched copy of ``scope`` (which has ``host_count`` Host headers): outer middlewares keep theirs."""
+    def apply(self, scope: Scope, host_index: int) -> Scope:
+        """A patched copy of ``scope``: outer middlewares keep theirs.
+
+        ``host_index`` is the position of the only Host header, else ``_NO_HOST`` or ``_SEVERAL_HOSTS``.
+        """
         scope = {**scope, **self.values}
         if self.host_header is not None:
             headers = scope["headers"]
-            if host_count == 1:  # the usual case: replace it in place
+            if host_index >= 0:  # the usual case: replace it where it is
                 headers = list(headers)
-                for index, item in enumerate(headers):
-                    if item[0].lower() == b"host":
-                        headers[index] = (b"host", self.host_header)
-                        break
+                headers[host_index] = (b"host", self.host_header)
             else:
                 headers = [(b"host", self.host_header)] + [item for item in headers if item[0].lower() != b"host"]
             scope["headers"] = headers

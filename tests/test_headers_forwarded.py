@@ -520,6 +520,6 @@ def test_caches_stay_bounded_under_many_distinct_values_and_peers() -> None:
         peer = (f"192.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}", 1)
         seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", b"evil")], peer))
         assert seen["server"] == ("internal", 8080)
-        assert len(middleware.trusted_hosts._cache) <= _forwarded._MAX_CACHED_PEERS
+        assert len(middleware.trusted_hosts.peers) <= _forwarded._MAX_CACHED_PEERS
     seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", b"ok.example")]))
     assert seen["server"] == ("ok.example", 80)

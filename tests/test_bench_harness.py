@@ -1,0 +1,94 @@
+"""The benchmark harness keeps working: the in-process uvicorn driver and the middleware bench's modes.
+
+Only behaviour is asserted (requests really reach the application, failures and hangs are reported, the
+tables have a row per stack); no timing is asserted, speed lives in ``bench/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+sys.path.insert(0, str(BENCH))
+
+from uvicorn_inproc import InProcessServer  # noqa: E402
+
+REQUEST = b"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n"
+
+
+def _run(app: Any, count: int, timeout: float | None = None) -> InProcessServer:
+    async def main() -> InProcessServer:
+        server = InProcessServer(app, asyncio.get_running_loop())
+        await server.run(REQUEST, count, timeout)
+        return server
+
+    return asyncio.run(main())
+
+
+def test_every_request_reaches_the_app_through_uvicorns_parser() -> None:
+    scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scopes.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = _run(app, 25)
+    server.check_ok()
+    assert server.transport.statuses == {b"200": 25}
+    assert len(scopes) == 25
+    assert scopes[0]["path"] == "/hello"
+    assert (b"x-forwarded-for", b"203.0.113.7") in scopes[0]["headers"]
+    assert scopes[0]["client"] == ("127.0.0.1", 50000)
+
+
+def test_a_failing_app_stops_the_run() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="closed the connection"):
+        _run(app, 3)
+
+
+def test_a_response_other_than_200_is_reported() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 404, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = _run(app, 3)
+    assert server.transport.statuses == {b"404": 3}
+    with pytest.raises(RuntimeError, match="other than 200"):
+        server.check_ok()
+
+
+def test_an_app_that_never_answers_times_out() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    with pytest.raises(TimeoutError):
+        _run(app, 1, timeout=0.5)
+
+
+def _bench(*arguments: str) -> str:
+    command = [sys.executable, str(BENCH / "bench_middlewares.py"), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=True).stdout
+
+
+def test_inproc_mode_gives_a_row_per_stack() -> None:
+    output = _bench("--inproc", "--ours-only", "--rounds", "1", "--requests", "20")
+    for stack in ("bare", "armor", "forwarded", "both", "floor"):
+        assert re.search(rf"^\| ours \| {stack} \| [\d.]+ \| [+-][\d.]+ \| [\d.]+ \| [\d.]+ \|$", output, re.M), output
+
+
+def test_header_cost_mode_fits_a_cost_per_header() -> None:
+    output = _bench("--header-cost", "--rounds", "1", "--requests", "20")
+    for count in (0, 4, 8, 12, 16):
+        assert f"| floor-{count} |" in output
+    assert re.search(r"each response header: -?[\d.]+ µs", output), output
