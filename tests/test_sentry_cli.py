@@ -95,7 +95,8 @@ def test_sentry_init_sends_events_with_settings_and_tags(fake_sentry: ThreadingH
     events = fake_sentry.events  # type: ignore[attr-defined]
     assert len(events) == 1
     event = events[0]
-    assert event["message"] == "hello from the test" or event.get("logentry", {}).get("message") == "hello from the test"
+    message = event.get("message") or event.get("logentry", {}).get("message")
+    assert message == "hello from the test"
     assert event["environment"] == "integration"
     assert event["release"] == "9.9.9"
     assert event["tags"]["service"] == "demo-service"
@@ -133,7 +134,10 @@ def test_sentry_options_are_valid_init_arguments(settings: Any) -> None:
 
 def _parse(*argv: str, default: str | None = "logging.yaml") -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    cli.add_arguments(parser, default_logging_config=default) if default != "logging.yaml" else cli.add_arguments(parser)
+    if default == "logging.yaml":
+        cli.add_arguments(parser)  # the default argument, as a script would call it
+    else:
+        cli.add_arguments(parser, default_logging_config=default)
     return parser.parse_args(list(argv))
 
 
