@@ -523,3 +523,15 @@ def test_caches_stay_bounded_under_many_distinct_values_and_peers() -> None:
         assert len(middleware.trusted_hosts.peers) <= _forwarded._MAX_CACHED_PEERS
     seen = call_directly(middleware, raw_scope([(b"host", b"internal"), (b"x-forwarded-host", b"ok.example")]))
     assert seen["server"] == ("ok.example", 80)
+    # Emptied in place: the middleware's fast path still reads the live cache, not a stale copy.
+    assert middleware._trusted_peers is middleware.trusted_hosts.peers
+    assert middleware.trusted_hosts.peers[PROXY[0]] is True
+
+
+def test_a_forwarded_host_without_any_host_header_adds_one() -> None:
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    headers = [(b"accept", b"*/*"), (b"x-forwarded-host", b"www.example.com")]
+    for _ in range(2):  # computed, then from the cache
+        seen = call_directly(middleware, raw_scope(list(headers)))
+        assert seen["headers"] == [(b"host", b"www.example.com"), *headers]
+        assert seen["server"] == ("www.example.com", 80)
