@@ -292,9 +292,7 @@ class ForwardedHeadersMiddleware:
         found: list[tuple[bytes, bytes]] = []
         host: bytes | None = None
         host_index = _NO_HOST  # where the single Host header is, to replace it without a second scan
-        index = -1
-        for item in scope["headers"]:
-            index += 1
+        for index, item in enumerate(scope["headers"]):
             name = item[0].lower()
             if name in wanted:
                 found.append((name, item[1]))

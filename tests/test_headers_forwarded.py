@@ -326,28 +326,8 @@ def run_scope(
     middleware: ForwardedHeadersMiddleware, headers: list[tuple[str, str]], peer: tuple[str, int]
 ) -> dict[str, Any]:
     """Call the middleware directly (no HTTP client normalisation) and return the scope the app received."""
-    import asyncio
-
-    received: dict[str, Any] = {}
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        received.update(scope)
-
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/where",
-        "raw_path": b"/where",
-        "root_path": "",
-        "query_string": b"",
-        "server": ("internal", 8080),
-        "client": peer,
-        "headers": [(b"host", b"internal:8080")] + [(k.encode(), v.encode("latin-1")) for k, v in headers],
-    }
-    middleware.app = app
-    asyncio.run(middleware(scope, None, None))  # type: ignore[arg-type]
-    return received
+    encoded = [(name.encode(), value.encode("latin-1")) for name, value in headers]
+    return call_directly(middleware, raw_scope([(b"host", b"internal:8080"), *encoded], peer))
 
 
 @pytest.mark.parametrize("headers_type", ["x-forwarded", "forwarded"])
