@@ -1,10 +1,20 @@
-"""ForwardedHeadersMiddleware: apply the scheme, host, prefix and client address given by a trusted proxy.
+"""ForwardedHeadersMiddleware: apply the scheme, host, port, prefix and client given by a trusted proxy.
 
-Only a request whose direct peer (``scope["client"]``) is a trusted proxy is rewritten. The original client
-is the right-most address of ``X-Forwarded-For`` (or ``Forwarded: for=``) that is not a trusted proxy: every
-proxy appends the address it received the request from, so entries left of the first untrusted hop were
-written by the client and are ignored. Scheme, host, port and prefix are taken from the same hop.
-Malformed values are ignored: they never raise, never rewrite anything.
+The trust model is werkzeug's ProxyFix one, plus a list of trusted peers:
+
+- only a request whose direct peer (``scope["client"]``) is a trusted proxy is rewritten;
+- only the fields listed in ``fields`` (``for``, ``proto``, ``host``, ``port``, ``prefix``) are applied; a proxy
+  that does not set or clear a header passes on what the client wrote, so a field is listed only when the
+  proxy in front sets it;
+- only one header family is read: ``X-Forwarded-*`` or RFC 7239 ``Forwarded``, never the other one, which the
+  proxy does not touch and the client can therefore write;
+- every list (X-Forwarded-For, an appended X-Forwarded-Host, several ``Forwarded`` elements, several header
+  lines) is read at most ``hops`` places from the right, where the proxies append: the client writes on the
+  left. Within those places the client is the right-most address that is not a trusted proxy, and the
+  other fields are read from that same hop.
+
+Malformed values are ignored: they never raise, never rewrite anything. IPv4-mapped IPv6 addresses
+(``::ffff:1.2.3.4``) are given in their IPv4 form.
 """
 
 from __future__ import annotations
@@ -13,14 +23,19 @@ import functools
 import ipaddress
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from c2casgiutils import config
+
 _LOGGER = logging.getLogger(__name__)
 
 HeadersType = Literal["x-forwarded", "forwarded", "none"]
+FIELDS = ("for", "proto", "host", "port", "prefix")
+"""The forwarded fields that ``fields`` may list (werkzeug's ProxyFix ``x_for``, ``x_proto``...)."""
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -29,7 +44,14 @@ _HTTP_SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
 _WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 _MAX_HEADER_LENGTH = 4096  # longer forwarded values are ignored (no quadratic work on hostile input)
 _MAX_HOPS = 32
-_PREFIX = b"x-forwarded-prefix"
+_X_FORWARDED_HEADERS = {
+    "for": b"x-forwarded-for",
+    "proto": b"x-forwarded-proto",
+    "host": b"x-forwarded-host",
+    "port": b"x-forwarded-port",
+    "prefix": b"x-forwarded-prefix",
+}
+_MAPPED_PREFIX = "::ffff:"
 _MAX_CACHED_PEERS = 4096
 _MAX_CACHED_REWRITES = 1024
 _HOST_RE = re.compile(
@@ -64,9 +86,7 @@ class TrustedProxies:
     def address(self, address: _IPAddress) -> bool:
         if self.trust_all:
             return True
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self._networks)
+        return any(_unmapped(address) in network for network in self._networks)
 
     def __contains__(self, host: object) -> bool:
         """Whether the peer ``host`` (a string from ``scope["client"]``) is trusted; cached per host."""
@@ -100,19 +120,35 @@ class _Hop:
 _EMPTY_HOP = _Hop()
 
 
+def _unmapped(address: _IPAddress) -> _IPAddress:
+    """``::ffff:1.2.3.4`` as ``1.2.3.4``: the client an IPv4-mapped IPv6 address stands for."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@functools.lru_cache(maxsize=256)
+def plain_address(host: str) -> str:
+    """A peer address in the form to show and compare: IPv4-mapped IPv6 in IPv4 form, anything else as is."""
+    try:
+        return str(_unmapped(ipaddress.ip_address(host)))
+    except ValueError:
+        return host
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse_node(value: str) -> tuple[str, int] | None:
     """An address from ``for=`` or X-Forwarded-For: ``ip``, ``ip:port``, ``[ipv6]:port``; else None."""
     value = value.strip()
     try:
-        return str(ipaddress.ip_address(value)), 0
+        return str(_unmapped(ipaddress.ip_address(value))), 0
     except ValueError:
         pass
     match = _NODE_RE.match(value)
     if match is None:
         return None
     try:
-        address = ipaddress.ip_address(match["ipv6"] or match["ipv4"])
+        address = _unmapped(ipaddress.ip_address(match["ipv6"] or match["ipv4"]))
     except ValueError:
         return None
     port_text = match["port"]
@@ -200,11 +236,33 @@ def _valid_prefix(value: str | None) -> str | None:
     return prefix.rstrip("/")
 
 
-def _pick(values: list[str], hops: int) -> str | None:
-    """The value written by the outermost trusted proxy, out of a list each proxy may have appended to."""
-    if not values:
+def _pick(values: list[str] | None, depth: int) -> str | None:
+    """The value ``depth`` places from the right of a list the proxies append to; None when it is shorter.
+
+    A shorter list was not written by ``depth`` proxies: its left-most value may be the client's.
+    """
+    if not values or len(values) < depth:
         return None
-    return values[max(0, len(values) - hops)]
+    return values[len(values) - depth]
+
+
+def check_fields(fields: Iterable[str] | str, name: str = "fields") -> frozenset[str]:
+    """The forwarded fields to apply, out of ``FIELDS``; ValueError naming ``name`` for anything else."""
+    items = fields.split(",") if isinstance(fields, str) else list(fields)
+    chosen = [str(item).strip().lower() for item in items if str(item).strip()]
+    unknown = [item for item in chosen if item not in FIELDS]
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown field(s) {', '.join(map(repr, unknown))}; expected some of {', '.join(FIELDS)}"
+        )
+    return frozenset(chosen)
+
+
+def check_hops(hops: int, name: str = "hops") -> int:
+    """The number of proxies that append to the forwarded lists: an integer from 1 to 32."""
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 1 <= hops <= _MAX_HOPS:
+        raise ValueError(f"{name}: expected an integer from 1 to {_MAX_HOPS} (proxies in front), got {hops!r}")
+    return hops
 
 
 def _tail_items(text: str) -> list[str]:
@@ -243,11 +301,12 @@ def _forwarded_elements(text: str) -> list[dict[str, str]]:
 class ForwardedHeadersMiddleware:
     """Rewrite scheme, server, Host, root path and client from the headers of a trusted reverse proxy.
 
-    ``headers_type`` picks the headers: ``"x-forwarded"`` (X-Forwarded-For/Proto/Host/Port/Prefix) or
-    ``"forwarded"`` (RFC 7239 ``Forwarded``, plus X-Forwarded-Prefix that it cannot express); ``"none"``
-    passes requests through. ``trusted_hosts`` are IP addresses or CIDR networks (a list or a comma string),
-    ``"*"`` trusts every peer (then a client can choose its own address: use it only behind a proxy that
-    overwrites the headers).
+    ``headers_type`` picks the one header family that is read: ``"x-forwarded"`` (X-Forwarded-For, -Proto,
+    -Host, -Port, -Prefix) or ``"forwarded"`` (RFC 7239 ``Forwarded``); ``"none"`` passes requests through.
+    ``trusted_hosts`` are IP addresses or CIDR networks (a list or a comma string); ``"*"`` trusts every peer.
+    ``fields`` lists what is applied, out of ``for``, ``proto``, ``host``, ``port`` and ``prefix`` (a list or a
+    comma string); ``hops`` is how many proxies in front append to the headers. Both default to the settings
+    ``C2C__PROXY_HEADERS__FIELDS`` (``for,proto,host,port``) and ``C2C__PROXY_HEADERS__HOPS`` (1).
     """
 
     def __init__(
@@ -255,11 +314,19 @@ class ForwardedHeadersMiddleware:
         app: ASGIApp,
         trusted_hosts: list[str] | str = "127.0.0.1",
         headers_type: HeadersType = "x-forwarded",
+        fields: Iterable[str] | str | None = None,
+        hops: int | None = None,
     ) -> None:
         if headers_type not in ("x-forwarded", "forwarded", "none"):
             raise ValueError(f"headers_type: expected 'x-forwarded', 'forwarded' or 'none', got {headers_type!r}")
+        if fields is None or hops is None:
+            proxy_settings = config.settings.proxy_headers
+            fields = proxy_settings.fields if fields is None else fields
+            hops = proxy_settings.hops if hops is None else hops
         self.app = app
         self.headers_type = headers_type
+        self.fields = check_fields(fields)
+        self.hops = check_hops(hops)
         self.trusted_hosts = TrustedProxies(trusted_hosts)
         self._trust_all = self.trusted_hosts.trust_all
         self._trusted_peers = self.trusted_hosts.peers
@@ -267,15 +334,16 @@ class ForwardedHeadersMiddleware:
         # What a request's forwarded headers (and Host, scope type, scheme) imply: memoised, as a proxy sends
         # the same few values again and again. Bounded: hostile values cannot grow it.
         self._rewrites: dict[tuple[Any, ...], _Rewrite | None] = {}
-        self._wanted = frozenset(
-            (b"forwarded", _PREFIX)
-            if headers_type == "forwarded"
-            else (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port", _PREFIX)
-        )
+        if headers_type == "forwarded":
+            # RFC 7239 carries for, proto and host (with its port); it has no prefix.
+            wanted = {b"forwarded"} if self.fields & {"for", "proto", "host"} else set()
+        else:
+            wanted = {header for field, header in _X_FORWARDED_HEADERS.items() if field in self.fields}
+        self._wanted = frozenset(wanted)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._enabled and scope["type"] in _REWRITTEN_TYPES:
-            client = scope.get("client")
+            client: Any = scope.get("client")
             if client:
                 peer = client[0]
                 try:  # the decision cached by ``in`` for this peer, without a call
@@ -284,6 +352,8 @@ class ForwardedHeadersMiddleware:
                     trusted = peer in self.trusted_hosts
                 if trusted:
                     scope = self._rewrite(scope)
+                if type(peer) is str and peer.startswith(_MAPPED_PREFIX):
+                    scope = _unmap_peer(scope, client)
         await self.app(scope, receive, send)
 
     def _rewrite(self, scope: Scope) -> Scope:
@@ -325,54 +395,72 @@ class ForwardedHeadersMiddleware:
         for name, value in found:
             by_name.setdefault(name, []).append(bytes(value))
         if self.headers_type == "forwarded":
-            hop = (self._hop_from_forwarded(by_name[b"forwarded"]) if b"forwarded" in by_name else None) or _Hop()
-            # RFC 7239 has no prefix parameter: the nearest proxy's X-Forwarded-Prefix gives it.
-            hop.prefix = _valid_prefix(_pick(_split_list(by_name.get(_PREFIX)) or [], 1))
+            hop = self._hop_from_forwarded(by_name[b"forwarded"])
         else:
             hop = self._hop_from_x_forwarded(by_name)
         if hop == _EMPTY_HOP:
             return None
         return _rewrite_of(hop, scope_type, scheme, bytes(host) if host is not None else None)
 
-    def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop | None:
+    def _client_depth(self, nodes: list[tuple[str, int] | None]) -> int | None:
+        """How many places from the right the client's hop is, out of the ``for`` addresses ``nodes``.
+
+        The right-most address that is not a trusted proxy, within ``hops`` places; else the address ``hops``
+        places from the right (with ``trusted_hosts="*"`` always that one). None when there are fewer
+        addresses than ``hops`` and all are trusted: the left-most may be one the client wrote.
+        """
+        trusted = self.trusted_hosts
+        count = len(nodes)
+        for depth in range(1, min(count, self.hops) + 1):
+            node = nodes[count - depth]
+            if node is None or node[0] not in trusted:
+                return depth
+        return self.hops if count >= self.hops else None
+
+    def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop:
         elements = _forwarded_elements(b",".join(raw).decode("latin-1"))
-        if not elements:
-            return None
-        chosen = 0
-        for index in range(len(elements) - 1, -1, -1):
-            node = _parse_node(elements[index].get("for", ""))
-            if node is None or node[0] not in self.trusted_hosts:
-                chosen = index
-                break
-        element = elements[chosen]
-        hop = _Hop(client=_parse_node(element.get("for", "")), proto=_valid_proto(element.get("proto")))
-        host = _split_host(element.get("host"))
-        if host is not None:
-            hop.host, hop.port = host
+        fields = self.fields
+        depth: int | None = self.hops
+        if "for" in fields:
+            depth = self._client_depth([_parse_node(element.get("for", "")) for element in elements])
+        if depth is None or len(elements) < depth:
+            return _Hop()
+        element = elements[len(elements) - depth]
+        hop = _Hop()
+        if "for" in fields:
+            hop.client = _parse_node(element.get("for", ""))
+        if "proto" in fields:
+            hop.proto = _valid_proto(element.get("proto"))
+        if "host" in fields:
+            parsed = _split_host(element.get("host"))
+            if parsed is not None:
+                hop.host, hop.port = parsed
         return hop
 
     def _hop_from_x_forwarded(self, found: dict[bytes, list[bytes]]) -> _Hop:
         hop = _Hop()
-        hops = 1  # proxies that appended to the lists; the direct peer is the first
-        addresses = _split_list(found.get(b"x-forwarded-for"))
+        depth = self.hops  # places from the right of each list where the client's hop is
+        addresses = _split_list(found.get(b"x-forwarded-for"))  # only looked for when ``for`` is listed
         if addresses:
-            chosen = 0
-            for index in range(len(addresses) - 1, -1, -1):
-                node = _parse_node(addresses[index])
-                if node is None or node[0] not in self.trusted_hosts:
-                    chosen = index
-                    break
-            hops = len(addresses) - chosen
-            hop.client = _parse_node(addresses[chosen])
-        protos = _split_list(found.get(b"x-forwarded-proto"))
-        hop.proto = _valid_proto(_pick(protos or [], hops))
-        host = _split_host(_pick(_split_list(found.get(b"x-forwarded-host")) or [], hops))
+            client_depth = self._client_depth([_parse_node(address) for address in addresses])
+            if client_depth is not None:
+                depth = client_depth
+                hop.client = _parse_node(addresses[len(addresses) - depth])
+        hop.proto = _valid_proto(_pick(_split_list(found.get(b"x-forwarded-proto")), depth))
+        host = _split_host(_pick(_split_list(found.get(b"x-forwarded-host")), depth))
         if host is not None:
             hop.host, hop.port = host
         if hop.port is None:
-            hop.port = _valid_port(_pick(_split_list(found.get(b"x-forwarded-port")) or [], hops))
-        hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix")) or [], hops))
+            hop.port = _valid_port(_pick(_split_list(found.get(b"x-forwarded-port")), depth))
+        hop.prefix = _valid_prefix(_pick(_split_list(found.get(b"x-forwarded-prefix")), depth))
         return hop
+
+
+def _unmap_peer(scope: Scope, peer: Any) -> Scope:
+    """The peer ``::ffff:1.2.3.4`` shown as the IPv4 client it is (logs, ``request.client``), unless rewritten."""
+    if scope.get("client") is not peer:
+        return scope  # the forwarded client replaced it, already in IPv4 form
+    return {**scope, "client": (plain_address(peer[0]), peer[1])}
 
 
 _REWRITTEN_TYPES = frozenset({"http", "websocket"})

@@ -387,6 +387,10 @@ class Tools(BaseModel):
     logging: ToolsLogging = Field(default_factory=ToolsLogging)
 
 
+ProxyField = Literal["for", "proto", "host", "port", "prefix"]
+_DEFAULT_PROXY_FIELDS: tuple[ProxyField, ...] = ("for", "proto", "host", "port")
+
+
 class ProxyHeaders(BaseModel):
     """Forwarded headers handling."""
 
@@ -399,6 +403,20 @@ class ProxyHeaders(BaseModel):
         default_factory=lambda: ["127.0.0.1"],
         description="Trusted proxy client hosts/networks. Accepts comma-separated string or list "
         "(e.g. '127.0.0.1,10.0.0.0/8' or '*').",
+    )
+    fields: Annotated[list[ProxyField], NoDecode, BeforeValidator(_split_list)] = Field(
+        default_factory=lambda: list(_DEFAULT_PROXY_FIELDS),
+        description="Forwarded fields to apply, out of for, proto, host, port, prefix (comma-separated). List "
+        "only the fields the proxy in front sets or clears: it passes on any other one as the client wrote it. "
+        "X-Forwarded-Prefix counts only when prefix is listed.",
+    )
+    hops: int = Field(
+        default=1,
+        ge=1,
+        le=32,
+        description="How many proxies in front append to the forwarded headers: each list (X-Forwarded-For, "
+        "appended X-Forwarded-Host/Proto/Port, Forwarded elements) is read at most this many places from the "
+        "right, so the left-most, client-written value never wins",
     )
 
 

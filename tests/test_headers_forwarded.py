@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from c2casgiutils.headers import ArmorHeaderMiddleware, ForwardedHeadersMiddleware
 
 PROXY = ("10.0.0.5", 40000)
+ALL_FIELDS = "for,proto,host,port,prefix"
 
 
 def make_app(**forwarded: Any) -> FastAPI:
@@ -91,7 +92,7 @@ async def test_untrusted_peer_is_not_believed(headers_type: Any) -> None:
 
 
 async def test_x_forwarded_headers_from_a_trusted_proxy() -> None:
-    app = make_app(trusted_hosts=["10.0.0.0/8"])
+    app = make_app(trusted_hosts=["10.0.0.0/8"], fields=ALL_FIELDS)
     seen = await get(
         app,
         {
@@ -124,7 +125,7 @@ async def test_default_port_of_the_forwarded_scheme_and_host_port_wins() -> None
 
 
 async def test_url_for_in_a_mounted_sub_app_with_a_forwarded_prefix() -> None:
-    app = make_app(trusted_hosts="10.0.0.5")
+    app = make_app(trusted_hosts="10.0.0.5", fields=ALL_FIELDS)
     seen = await get(
         app,
         {"x-forwarded-proto": "https", "x-forwarded-host": "example.com", "x-forwarded-prefix": "/p"},
@@ -134,19 +135,26 @@ async def test_url_for_in_a_mounted_sub_app_with_a_forwarded_prefix() -> None:
 
 
 @pytest.mark.parametrize(
-    ("forwarded_for", "client"),
+    ("forwarded_for", "hops", "client"),
     [
         # The right-most address that is not a trusted proxy is the client; what it wrote itself is ignored.
-        ("6.6.6.6, 203.0.113.7", ["203.0.113.7", 0]),
-        ("6.6.6.6, 203.0.113.7, 10.1.1.1", ["203.0.113.7", 0]),
-        ("203.0.113.7:5555", ["203.0.113.7", 5555]),
-        ("[2001:db8::1]:4711", ["2001:db8::1", 4711]),
-        ("2001:db8::1", ["2001:db8::1", 0]),
-        ("10.1.1.1, 10.2.2.2", ["10.1.1.1", 0]),  # all trusted: the left-most
+        ("6.6.6.6, 203.0.113.7", 1, ["203.0.113.7", 0]),
+        ("6.6.6.6, 203.0.113.7", 3, ["203.0.113.7", 0]),
+        # Never more than ``hops`` places from the right: one proxy appends one address.
+        ("6.6.6.6, 203.0.113.7, 10.1.1.1", 1, ["10.1.1.1", 0]),
+        ("6.6.6.6, 203.0.113.7, 10.1.1.1", 2, ["203.0.113.7", 0]),
+        ("203.0.113.7:5555", 1, ["203.0.113.7", 5555]),
+        ("[2001:db8::1]:4711", 1, ["2001:db8::1", 4711]),
+        ("2001:db8::1", 1, ["2001:db8::1", 0]),
+        ("10.1.1.1, 10.2.2.2", 1, ["10.2.2.2", 0]),  # all trusted: ``hops`` places from the right
+        ("10.1.1.1, 10.2.2.2", 2, ["10.1.1.1", 0]),
+        ("10.1.1.1, 10.2.2.2", 3, list(PROXY)),  # fewer than ``hops``, all trusted: maybe the client's, ignored
+        ("::ffff:203.0.113.9", 1, ["203.0.113.9", 0]),  # IPv4-mapped: the IPv4 client
+        ("[::ffff:203.0.113.9]:80", 1, ["203.0.113.9", 80]),
     ],
 )
-async def test_x_forwarded_for_rightmost_untrusted(forwarded_for: str, client: list[Any]) -> None:
-    app = make_app(trusted_hosts="10.0.0.0/8")
+async def test_x_forwarded_for_rightmost_untrusted(forwarded_for: str, hops: int, client: list[Any]) -> None:
+    app = make_app(trusted_hosts="10.0.0.0/8", hops=hops)
     assert (await get(app, {"x-forwarded-for": forwarded_for}))["client"] == client
 
 
@@ -155,46 +163,166 @@ async def test_multi_valued_headers_follow_the_client_hop() -> None:
     app = make_app(trusted_hosts="10.0.0.0/8")
     seen = await get(app, {"x-forwarded-for": "6.6.6.6, 203.0.113.7", "x-forwarded-host": "evil.example, good.example"})
     assert seen["host"] == "good.example"
-    # Two trusted proxies appending: the outer one's value (what the client asked for).
-    seen = await get(
-        app, {"x-forwarded-for": "203.0.113.7, 10.9.9.9", "x-forwarded-host": "public.example, internal.example"}
-    )
+    # Two trusted proxies appending (hops=2): the outer one's value (what the client asked for).
+    headers = {
+        "x-forwarded-for": "6.6.6.6, 203.0.113.7, 10.9.9.9",
+        "x-forwarded-host": "evil.example, public.example, internal.example",
+    }
+    seen = await get(make_app(trusted_hosts="10.0.0.0/8", hops=2), headers)
     assert seen["host"] == "public.example"
     assert seen["client"] == ["203.0.113.7", 0]
+    # With hops=1 the inner proxy's own value, never the client's.
+    seen = await get(app, headers)
+    assert (seen["host"], seen["client"]) == ("internal.example", ["10.9.9.9", 0])
     # Repeated header lines are one list.
     seen = await get(app, [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "203.0.113.8")])
     assert seen["client"] == ["203.0.113.8", 0]
 
 
+THREE_ELEMENTS = "for=6.6.6.6;host=evil.example, for=203.0.113.7;proto=https;host=good.example, for=10.3.3.3;host=inner"
+
+
 @pytest.mark.parametrize(
-    ("forwarded", "expected"),
+    ("forwarded", "hops", "expected"),
     [
-        ('for=203.0.113.7;proto=https;host="example.com:8443"', ("https://example.com:8443/where", "203.0.113.7", 0)),
+        (
+            'for=203.0.113.7;proto=https;host="example.com:8443"',
+            1,
+            ("https://example.com:8443/where", "203.0.113.7", 0),
+        ),
         (
             'For="[2001:db8:cafe::17]:4711";Proto=https;Host=example.com',
+            1,
             ("https://example.com/where", "2001:db8:cafe::17", 4711),
         ),
-        # Several elements, one per proxy: the hop whose client is not a trusted proxy.
-        (
-            "for=6.6.6.6;host=evil.example, for=203.0.113.7;proto=https;host=good.example, for=10.3.3.3;host=inner",
-            ("https://good.example/where", "203.0.113.7", 0),
-        ),
-        ('for="203.0.113.7:80";by=10.0.0.5;host="a.example"', ("http://a.example/where", "203.0.113.7", 80)),
+        # Several elements, one per proxy: the hop whose client is not a trusted proxy, within ``hops``.
+        (THREE_ELEMENTS, 2, ("https://good.example/where", "203.0.113.7", 0)),
+        (THREE_ELEMENTS, 3, ("https://good.example/where", "203.0.113.7", 0)),
+        (THREE_ELEMENTS, 1, ("http://inner/where", "10.3.3.3", 0)),
+        ('for="203.0.113.7:80";by=10.0.0.5;host="a.example"', 1, ("http://a.example/where", "203.0.113.7", 80)),
+        ('for="[::ffff:203.0.113.9]"', 1, ("http://internal:8080/where", "203.0.113.9", 0)),
         # Obfuscated or unknown client: keep the peer address, still use the hop's host.
-        ("for=unknown;host=b.example", ("http://b.example/where", PROXY[0], PROXY[1])),
-        ('for="_hidden";proto=https', ("https://internal:8080/where", PROXY[0], PROXY[1])),
+        ("for=unknown;host=b.example", 1, ("http://b.example/where", PROXY[0], PROXY[1])),
+        ('for="_hidden";proto=https', 1, ("https://internal:8080/where", PROXY[0], PROXY[1])),
     ],
 )
-async def test_rfc7239_forwarded(forwarded: str, expected: tuple[str, str, int]) -> None:
-    app = make_app(trusted_hosts="10.0.0.0/8", headers_type="forwarded")
+async def test_rfc7239_forwarded(forwarded: str, hops: int, expected: tuple[str, str, int]) -> None:
+    app = make_app(trusted_hosts="10.0.0.0/8", headers_type="forwarded", hops=hops, fields=ALL_FIELDS)
     seen = await get(app, {"forwarded": forwarded, "x-forwarded-host": "ignored.example"})
     assert (seen["url_for"], *seen["client"]) == expected
 
 
-async def test_forwarded_mode_takes_the_prefix_from_x_forwarded_prefix() -> None:
-    app = make_app(trusted_hosts="10.0.0.5", headers_type="forwarded")
-    seen = await get(app, {"forwarded": "host=example.com;proto=https", "x-forwarded-prefix": "/pre"})
-    assert seen["url_for"] == "https://example.com/pre/where"
+@pytest.mark.parametrize("trusted_hosts", ["10.0.0.5", "*"])
+async def test_one_family_only(trusted_hosts: str) -> None:
+    # The proxy sets one family; the other reaches the app as the client wrote it, so it never counts.
+    x_forwarded = {
+        "x-forwarded-for": "6.6.6.6",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "evil.example",
+        "x-forwarded-port": "444",
+        "x-forwarded-prefix": "/evil",
+    }
+    app = make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields=ALL_FIELDS)
+    assert_unchanged(await get(app, x_forwarded))
+    seen = await get(app, {**x_forwarded, "forwarded": "for=203.0.113.7;host=good.example"})
+    assert (seen["url_for"], seen["client"], seen["root_path"]) == ("http://good.example/where", ["203.0.113.7", 0], "")
+    app = make_app(trusted_hosts=trusted_hosts, headers_type="x-forwarded", fields=ALL_FIELDS)
+    assert_unchanged(await get(app, {"forwarded": "for=6.6.6.6;proto=https;host=evil.example"}))
+
+
+async def test_only_the_listed_fields_are_applied() -> None:
+    headers = {
+        "x-forwarded-for": "203.0.113.7",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "good.example",
+        "x-forwarded-port": "8443",
+        "x-forwarded-prefix": "/pre",
+    }
+    # The default fields leave X-Forwarded-Prefix out: a proxy that does not set it passes the client's on.
+    seen = await get(make_app(trusted_hosts="10.0.0.5"), headers)
+    assert (seen["url_for"], seen["root_path"]) == ("https://good.example:8443/where", "")
+    seen = await get(make_app(trusted_hosts="10.0.0.5", fields=["for", "proto"]), headers)
+    assert (seen["url_for"], seen["client"]) == ("https://internal:8080/where", ["203.0.113.7", 0])
+    seen = await get(make_app(trusted_hosts="10.0.0.5", fields="host, prefix"), headers)
+    assert (seen["url_for"], seen["client"]) == ("http://good.example/pre/where", list(PROXY))
+    seen = await get(make_app(trusted_hosts="10.0.0.5", fields="port"), headers)
+    assert seen["url_for"] == "http://internal:8443/where"
+    assert_unchanged(await get(make_app(trusted_hosts="10.0.0.5", fields=[]), headers))
+    forwarded = {"forwarded": "for=203.0.113.7;proto=https;host=good.example"}
+    seen = await get(make_app(trusted_hosts="10.0.0.5", headers_type="forwarded", fields="proto"), forwarded)
+    assert (seen["url_for"], seen["client"]) == ("https://internal:8080/where", list(PROXY))
+
+
+async def test_trust_all_reads_hops_places_from_the_right() -> None:
+    # trusted_hosts="*": every address is "trusted", so only ``hops`` keeps the client's left-most value out.
+    headers = {
+        "x-forwarded-for": "1.2.3.4, 203.0.113.7",
+        "x-forwarded-host": "evil.example, good.example",
+        "x-forwarded-proto": "https, http",
+    }
+    seen = await get(make_app(trusted_hosts="*"), headers)
+    assert (seen["client"], seen["host"], seen["scheme"]) == (["203.0.113.7", 0], "good.example", "http")
+    seen = await get(make_app(trusted_hosts="*", hops=2), headers)
+    assert (seen["client"], seen["host"], seen["scheme"]) == (["1.2.3.4", 0], "evil.example", "https")
+    forwarded = {"forwarded": "for=1.2.3.4;host=evil.example, for=203.0.113.7;host=good.example"}
+    seen = await get(make_app(trusted_hosts="*", headers_type="forwarded"), forwarded)
+    assert (seen["client"], seen["host"]) == (["203.0.113.7", 0], "good.example")
+
+
+async def test_a_list_shorter_than_hops_is_ignored() -> None:
+    # Two proxies append: a single value was written by neither of them (or by the client).
+    app = make_app(trusted_hosts="10.0.0.0/8", hops=2)
+    seen = await get(app, {"x-forwarded-for": "203.0.113.7, 10.1.1.1", "x-forwarded-host": "evil.example"})
+    assert (seen["client"], seen["host"]) == (["203.0.113.7", 0], "internal:8080")
+
+
+async def test_ipv4_mapped_peer_is_shown_as_ipv4() -> None:
+    app = make_app(trusted_hosts="10.0.0.5")
+    # Trusted (checked as IPv4) and rewritten.
+    seen = await get(app, {"x-forwarded-host": "good.example"}, peer=("::ffff:10.0.0.5", 7))
+    assert (seen["host"], seen["client"]) == ("good.example", ["10.0.0.5", 7])
+    # Untrusted, not rewritten, still given in IPv4 form.
+    seen = await get(app, {"x-forwarded-host": "evil.example"}, peer=("::ffff:192.0.2.1", 7))
+    assert (seen["host"], seen["client"]) == ("internal:8080", ["192.0.2.1", 7])
+
+
+@pytest.mark.parametrize(
+    ("keywords", "message"),
+    [
+        ({"fields": "for,scheme"}, "fields: unknown field"),
+        ({"fields": ["prefix", "x-forwarded-host"]}, "fields: unknown field"),
+        ({"hops": 0}, "hops: expected an integer"),
+        ({"hops": 33}, "hops: expected an integer"),
+        ({"hops": "2"}, "hops: expected an integer"),
+    ],
+)
+def test_fields_and_hops_errors(keywords: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ForwardedHeadersMiddleware(FastAPI(), **keywords)
+
+
+def test_fields_and_hops_default_to_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c2casgiutils import config
+
+    monkeypatch.setenv("C2C__PROXY_HEADERS__FIELDS", "for,prefix")
+    monkeypatch.setenv("C2C__PROXY_HEADERS__HOPS", "3")
+    monkeypatch.setattr(config, "settings", config.load_settings())
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.5", headers_type="x-forwarded")
+    assert (middleware.fields, middleware.hops) == (frozenset({"for", "prefix"}), 3)
+    # Keywords win over the settings.
+    middleware = ForwardedHeadersMiddleware(FastAPI(), fields="proto", hops=1)
+    assert (middleware.fields, middleware.hops) == (frozenset({"proto"}), 1)
+    for variable, value, shown in (
+        ("C2C__PROXY_HEADERS__FIELDS", "for,scheme", "C2C__PROXY_HEADERS__FIELDS (got 'scheme')"),
+        ("C2C__PROXY_HEADERS__HOPS", "0", "C2C__PROXY_HEADERS__HOPS (got '0')"),
+        ("C2C__PROXY_HEADERS__HOPS", "two", "C2C__PROXY_HEADERS__HOPS (got 'two')"),
+    ):
+        monkeypatch.setenv("C2C__PROXY_HEADERS__FIELDS", "for")
+        monkeypatch.setenv("C2C__PROXY_HEADERS__HOPS", "1")
+        monkeypatch.setenv(variable, value)
+        with pytest.raises(config.SettingsError) as error:
+            config.load_settings()
+        assert shown in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -280,6 +408,7 @@ def test_wsgi_app_sees_the_forwarded_values() -> None:
     app = ForwardedHeadersMiddleware(
         ArmorHeaderMiddleware(WSGIMiddleware(wsgi)),  # type: ignore[arg-type]
         trusted_hosts="10.0.0.5",
+        fields=ALL_FIELDS,
     )
     response = TestClient(app, client=PROXY).get(
         "/x",
@@ -411,7 +540,7 @@ def test_no_copy_when_nothing_is_rewritten() -> None:
 
 
 def test_the_callers_scope_is_never_changed() -> None:
-    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8")
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8", fields=ALL_FIELDS)
     headers = [
         (b"accept", b"*/*"),
         (b"host", b"internal:8080"),
@@ -439,7 +568,7 @@ def test_cached_rewrites_follow_the_header_values_the_scope_type_and_the_host() 
     cases = []
     for forwarded_host in (b"a.example", b"b.example:8443", None):
         for proto in (b"https", b"http", None):
-            for client in (b"203.0.113.7", b"203.0.113.8, 10.0.0.9"):
+            for client in (b"203.0.113.7", b"6.6.6.6, 203.0.113.8"):
                 for scope_type in ("http", "websocket"):
                     cases.append((forwarded_host, proto, client, scope_type))
     for _ in range(2):
@@ -455,7 +584,7 @@ def test_cached_rewrites_follow_the_header_values_the_scope_type_and_the_host() 
             if scope_type == "websocket":
                 expected_scheme = {"http": "ws", "https": "wss"}[expected_scheme]
             assert seen["scheme"] == expected_scheme
-            assert seen["client"] == (client.split(b",")[0].decode(), 0)
+            assert seen["client"] == (client.split(b",")[-1].strip().decode(), 0)
             if forwarded_host is None:
                 assert seen["server"] == ("internal", 8080)
                 assert (b"host", b"internal:8080") in seen["headers"]

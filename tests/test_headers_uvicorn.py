@@ -67,7 +67,7 @@ APP_SOURCE = textwrap.dedent(
 
     NONCE_CSP = {"Content-Security-Policy": {"script-src": [CSP_NONCE]}}
     app.add_middleware(ArmorHeaderMiddleware, headers_config={"where": {"path_match": "^/where", "headers": NONCE_CSP}})
-    app.add_middleware(ForwardedHeadersMiddleware, trusted_hosts="127.0.0.1")
+    app.add_middleware(ForwardedHeadersMiddleware, trusted_hosts="127.0.0.1", fields="for,proto,host,prefix")
     """
 )
 

@@ -97,4 +97,6 @@ def create_asgi_app() -> Any:
     # Django does not speak the ASGI lifespan protocol: the dispatcher runs c2casgiutils' start-up itself.
     application = PathDispatcher(get_asgi_application(), {"/c2c": c2casgiutils.app}, lifespan=c2c_lifespan("django"))
     application = headers.ArmorHeaderMiddleware(application, headers_config=PAGE_HEADERS_CONFIG)
-    return headers.ForwardedHeadersMiddleware(application, trusted_hosts=["127.0.0.1"])
+    return headers.ForwardedHeadersMiddleware(
+        application, trusted_hosts=["127.0.0.1"], fields="for,proto,host,port,prefix"
+    )

@@ -85,4 +85,6 @@ def create_asgi_app() -> Any:
     server = build_server(handler, on_start=on_start, on_stop=on_stop)
     application: Any = PathDispatcher(server, {"/c2c": c2casgiutils.app})
     application = headers.ArmorHeaderMiddleware(application, headers_config=PAGE_HEADERS_CONFIG)
-    return headers.ForwardedHeadersMiddleware(application, trusted_hosts=["127.0.0.1"])
+    return headers.ForwardedHeadersMiddleware(
+        application, trusted_hosts=["127.0.0.1"], fields="for,proto,host,port,prefix"
+    )

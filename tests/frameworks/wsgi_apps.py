@@ -94,4 +94,6 @@ def create_asgi_app(wsgi_app: WSGIApp, name: str) -> Any:
         lifespan=c2c_lifespan(name),
     )
     application = headers.ArmorHeaderMiddleware(application, headers_config=PAGE_HEADERS_CONFIG)
-    return headers.ForwardedHeadersMiddleware(application, trusted_hosts=["127.0.0.1"])
+    return headers.ForwardedHeadersMiddleware(
+        application, trusted_hosts=["127.0.0.1"], fields="for,proto,host,port,prefix"
+    )
