@@ -90,6 +90,8 @@ def _add_middlewares(main_app: FastAPI) -> None:
             headers.ForwardedHeadersMiddleware,
             trusted_hosts=config.settings.proxy_headers.trusted_hosts,
             headers_type=config.settings.proxy_headers.type,
+            fields=config.settings.proxy_headers.fields,  # only what the proxy sets: see README
+            hops=config.settings.proxy_headers.hops,
         )
 
 

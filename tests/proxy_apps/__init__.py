@@ -1,0 +1,1 @@
+"""Applications run by uvicorn behind real reverse proxies (nginx, Apache httpd, HAProxy)."""
