@@ -458,9 +458,10 @@ class ForwardedHeadersMiddleware:
 
 def _unmap_peer(scope: Scope, peer: Any) -> Scope:
     """The peer ``::ffff:1.2.3.4`` shown as the IPv4 client it is (logs, ``request.client``), unless rewritten."""
+    host, port = peer[0], peer[1]
     if scope.get("client") is not peer:
         return scope  # the forwarded client replaced it, already in IPv4 form
-    return {**scope, "client": (plain_address(peer[0]), peer[1])}
+    return {**scope, "client": (plain_address(host), port)}
 
 
 _REWRITTEN_TYPES = frozenset({"http", "websocket"})

@@ -60,14 +60,26 @@ def create_fastapi_app() -> FastAPI:
     return app
 
 
+# The upload route's page uses a nonce: request.state.nonce is set only where a rule carries CSP_NONCE.
+UPLOAD_HEADERS_CONFIG: Any = {
+    "upload": {
+        "path_match": r"^/upload$",
+        "headers": {"Content-Security-Policy": {"script-src": [headers.CSP_NONCE], "frame-ancestors": ["'none'"]}},
+    }
+}
+
+
 def build_stack(order: str) -> Any:
     app = create_fastapi_app()
     if order == "replay_outside_ours":
         return BodyHashReplayMiddleware(
-            headers.ForwardedHeadersMiddleware(headers.ArmorHeaderMiddleware(app), trusted_hosts=["127.0.0.1"])
+            headers.ForwardedHeadersMiddleware(
+                headers.ArmorHeaderMiddleware(app, headers_config=UPLOAD_HEADERS_CONFIG), trusted_hosts=["127.0.0.1"]
+            )
         )
     return headers.ForwardedHeadersMiddleware(
-        headers.ArmorHeaderMiddleware(BodyHashReplayMiddleware(app)), trusted_hosts=["127.0.0.1"]
+        headers.ArmorHeaderMiddleware(BodyHashReplayMiddleware(app), headers_config=UPLOAD_HEADERS_CONFIG),
+        trusted_hosts=["127.0.0.1"],
     )
 
 

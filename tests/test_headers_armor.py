@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import contextvars
+import gzip
+import hashlib
 import re
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -45,11 +49,11 @@ def make_app(**armor: Any) -> FastAPI:
 
     @app.get("/page", response_class=HTMLResponse)
     async def page(request: Request) -> str:
-        return f"<script nonce='{request.state.nonce}'></script>"
+        return f"<script nonce='{getattr(request.state, 'nonce', '')}'></script>"
 
     @app.get("/nonce")
     async def nonce(request: Request) -> dict[str, str]:
-        return {"nonce": request.state.nonce}
+        return {"nonce": getattr(request.state, "nonce", "")}
 
     @app.api_route("/api/item", methods=["GET", "POST", "DELETE"])
     async def item(request: Request) -> Response:
@@ -83,17 +87,48 @@ def test_default_headers_on_a_json_route() -> None:
     assert response.status_code == 200
     for name in SECURITY_HEADERS:
         assert name in response.headers, name
-    assert csp_directives(response.headers["content-security-policy"]) == {
-        "default-src": ["'self'"],
-        "frame-ancestors": ["'none'"],
-        "base-uri": ["'self'"],
-        "form-action": ["'self'"],
-    }
+    # Not HTML: nothing to load, never framed.
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["strict-transport-security"].startswith("max-age=31536000")
     assert response.headers["permissions-policy"].startswith("geolocation=(), microphone=()")
     assert "expect-ct" not in response.headers  # obsolete: browsers ignore it
+
+
+@pytest.mark.parametrize(
+    ("path", "media_type"),
+    [("/status/404", "text/plain"), ("/missing", "application/json"), ("/page", "text/html"), ("/empty", None)],
+)
+def test_html_pages_get_the_self_policy_and_everything_else_none(path: str, media_type: str | None) -> None:
+    app = make_app()
+
+    @app.get("/empty")
+    async def empty() -> Response:
+        return Response(status_code=204)
+
+    response = client(app).get(path, headers=PUBLIC)
+    assert response.headers.get("content-type", "").split(";")[0] == (media_type or "")
+    csp = csp_directives(response.headers["content-security-policy"])
+    if media_type == "text/html":
+        assert csp == {
+            "default-src": ["'self'"],
+            "frame-ancestors": ["'none'"],
+            "base-uri": ["'self'"],
+            "form-action": ["'self'"],
+        }
+    else:
+        assert csp == {"default-src": ["'none'"], "frame-ancestors": ["'none'"]}
+
+
+def test_a_rule_without_content_type_replaces_the_policy_of_every_response() -> None:
+    # The documented override: an API whose JSON responses are meant to keep the 'self' policy.
+    policy = {"default-src": ["'self'"], "frame-ancestors": ["'none'"]}
+    app = make_app(headers_config={"api_csp": {"headers": {"Content-Security-Policy": policy}}})
+    for path in ("/hello", "/page"):
+        assert client(app).get(path, headers=PUBLIC).headers["content-security-policy"] == (
+            "default-src 'self'; frame-ancestors 'none'"
+        )
 
 
 @pytest.mark.parametrize("host", ["localhost", "localhost:8080", "app.localhost", "127.0.0.1:8000", "[::1]:8000"])
@@ -364,9 +399,46 @@ def test_nonce_is_fresh_long_and_equal_to_request_state_nonce() -> None:
     assert f"nonce='{page.headers['content-security-policy'].split('nonce-')[1].split(chr(39))[0]}'" in page.text
 
 
-def test_nonce_is_on_request_state_even_without_a_nonce_rule() -> None:
-    response = client(make_app(use_default=False)).get("/nonce", headers=PUBLIC)
-    assert len(response.json()["nonce"]) >= 22
+@pytest.mark.parametrize("use_default", [True, False])
+def test_no_nonce_on_request_state_where_no_rule_carries_it(use_default: bool) -> None:
+    app = make_app(use_default=use_default)
+    seen: list[bool] = []
+
+    @app.get("/state")
+    async def state(request: Request) -> dict[str, bool]:
+        seen.append(hasattr(request.state, "nonce"))
+        return {}
+
+    for path in ("/state", "/hello", "/docs", "/redoc"):
+        response = client(app).get(path, headers=PUBLIC)
+        assert "'nonce-" not in response.headers.get("content-security-policy", "")
+    assert client(app).get("/nonce", headers=PUBLIC).json() == {"nonce": ""}
+    assert seen == [False]
+
+
+def test_nonce_where_a_rule_that_can_match_the_request_carries_it() -> None:
+    nonce_policy = {"Content-Security-Policy": {"script-src": [CSP_NONCE]}}
+    app = make_app(
+        use_default=False,
+        headers_config={
+            # Host, path and method are known before the response: no nonce where they do not match.
+            "host": {"netloc_match": r"^nonce\.example$", "headers": nonce_policy},
+            "writes": {"path_match": r"^/api/", "methods": ["POST"], "headers": nonce_policy},
+            # Content type and status are not: the nonce is drawn whenever such a rule may apply.
+            "html": {"path_match": r"^/nonce$", "content_type_match": "^text/html", "headers": nonce_policy},
+        },
+    )
+    test_client = client(app)
+    assert test_client.get("/hello", headers=PUBLIC).headers.get("content-security-policy") is None
+    assert test_client.get("/hello", headers={"host": "nonce.example"}).headers["content-security-policy"].startswith(
+        "script-src 'nonce-"
+    )
+    assert "content-security-policy" not in test_client.get("/api/item", headers=PUBLIC).headers
+    posted = test_client.post("/api/item", headers=PUBLIC)
+    assert posted.headers["content-security-policy"].startswith("script-src 'nonce-")
+    # The JSON response of /nonce gets no CSP (the rule is for HTML), but the nonce was there for a page.
+    response = test_client.get("/nonce", headers=PUBLIC)
+    assert len(response.json()["nonce"]) == 32
     assert "content-security-policy" not in response.headers
 
 
@@ -399,21 +471,178 @@ def test_docs_pages_get_a_csp_that_lets_them_render(path: str) -> None:
     csp = csp_directives(response.headers["content-security-policy"])
     assert "cross-origin-embedder-policy" not in response.headers
     assert csp["frame-ancestors"] == ["'none'"]
+    assert "'unsafe-inline'" not in csp["script-src"]
+    assert "'unsafe-eval'" not in csp["script-src"]
     if "redoc" in path:
         assert "https://cdn.jsdelivr.net/npm/redoc@2/" in csp["script-src"]
         assert "blob:" in csp["worker-src"]
+        # ReDoc's styled-components inserts <style> elements at run time: no hash or nonce can name them.
+        assert "'unsafe-inline'" in csp["style-src"]
     else:
-        assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/" in csp["script-src"]
-        assert "'unsafe-inline'" in csp["script-src"]
-    # Every resource the page loads is allowed by the policy, inline code included.
+        assert "'unsafe-inline'" not in csp["style-src"]
+        if not path.endswith("oauth2-redirect"):
+            assert "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/" in csp["script-src"]
+    # Every resource the page loads is allowed by the policy, inline scripts by their hash and nothing else.
     for tag, attribute in (("script", "src"), ("link", "href")):
         for url in re.findall(rf"<{tag}[^>]*\b{attribute}=\"([^\"]+)\"", response.text):
             directive = "script-src" if tag == "script" else "img-src" if "favicon" in url else "style-src"
             assert source_allows(csp[directive], url), (directive, url)
-    if re.search(r"<script>\s*\S", response.text):
-        assert "'unsafe-inline'" in csp["script-src"]
+    assert script_hashes(csp) == {sha256_source(script) for script in inline_scripts(response.text)}
     if "<style>" in response.text:
         assert "'unsafe-inline'" in csp["style-src"]
+
+
+class _InlineScripts(HTMLParser):
+    """The text of each <script> element without ``src``, as the HTML parser gives it (independent of ours)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[str] = []
+        self._current: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script" and "src" not in dict(attrs):
+            self._current = []
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._current.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._current is not None:
+            self.scripts.append("".join(self._current))
+            self._current = None
+
+
+def inline_scripts(html: str) -> list[str]:
+    parser = _InlineScripts()
+    parser.feed(html.replace("\r\n", "\n").replace("\r", "\n"))
+    parser.close()
+    return parser.scripts
+
+
+def sha256_source(script: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+
+
+def script_hashes(csp: dict[str, list[str]]) -> set[str]:
+    return {source for source in csp.get("script-src", []) if source.startswith("'sha256-")}
+
+
+def swagger_app(**fastapi: Any) -> FastAPI:
+    app = FastAPI(**fastapi)
+
+    @app.get("/hello")
+    async def hello() -> dict[str, str]:
+        return {"hello": "world"}
+
+    app.add_middleware(ArmorHeaderMiddleware)
+    return app
+
+
+@pytest.mark.parametrize(
+    ("fastapi", "root_path"),
+    [
+        ({}, ""),
+        ({"title": "Ünïcode </script> 'quoted'", "openapi_url": "/api/v1/openapi.json"}, ""),
+        (
+            {
+                "swagger_ui_parameters": {"deepLinking": False, "syntaxHighlight": {"theme": "obsidian"}},
+                "swagger_ui_init_oauth": {"clientId": "client-x", "usePkceWithAuthorizationCodeGrant": True},
+                "swagger_ui_oauth2_redirect_url": "/docs/oauth2-redirect",
+            },
+            "/prefix",
+        ),
+    ],
+)
+def test_swagger_ui_csp_allows_exactly_the_inline_script_fastapi_serves(fastapi: Any, root_path: str) -> None:
+    # The page of the installed FastAPI, whatever its parameters (they are all in the inline script).
+    test_client = TestClient(swagger_app(**fastapi), base_url="http://example.com", root_path=root_path)
+    response = test_client.get(f"{root_path}/docs", headers=PUBLIC)
+    assert response.status_code == 200
+    scripts = inline_scripts(response.text)
+    assert len(scripts) == 1
+    assert "SwaggerUIBundle(" in scripts[0]
+    csp = csp_directives(response.headers["content-security-policy"])
+    assert script_hashes(csp) == {sha256_source(scripts[0])}
+    assert csp["script-src"] == [
+        "'self'",
+        sha256_source(scripts[0]),
+        "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+    ]
+    other = test_client.get(f"{root_path}/docs", headers={"host": "other.example.com"})
+    assert other.headers["content-security-policy"] == response.headers["content-security-policy"]
+
+
+async def test_script_hashes_follow_the_body_as_the_browser_reads_it() -> None:
+    marker_rule = {
+        "hashed": {
+            "headers": {"Content-Security-Policy": {"script-src": ["'self'", headers.CSP_SCRIPT_HASHES, CSP_NONCE]}}
+        }
+    }
+    cases = [
+        # (content type, body, the scripts a browser hashes)
+        (
+            b"text/html",
+            b"<script>a()</script><script src='/x.js'></script><SCRIPT type=module>b()</SCRIPT >",
+            ["a()", "b()"],
+        ),
+        (b"text/html; charset=utf-8", b"<script>\r\nx = '\xc3\xa9'\r</script>", ["\nx = '\u00e9'\n"]),
+        (b"text/html; charset=iso-8859-1", b"<script>x = '\xe9'</script>", ["x = '\u00e9'"]),
+        (b"text/html", b"<p>no script</p>", []),
+        (b"text/html", b"<script>same()</script><script>same()</script>", ["same()"]),
+        (b"text/html; charset=unknown-charset", b"<script>a()</script>", []),
+    ]
+    for content_type, body, scripts in cases:
+        middleware = ArmorHeaderMiddleware(None, use_default=False, headers_config=marker_rule)  # type: ignore[arg-type]
+        sent, nonce = await call_body(middleware, content_type, [body])
+        assert sent[0]["type"] == "http.response.start"
+        assert [message.get("body") for message in sent[1:]] == [body]
+        csp = dict(sent[0]["headers"])[b"content-security-policy"].decode()
+        expected = " ".join(["'self'", *[sha256_source(script) for script in scripts], f"'nonce-{nonce}'"])
+        assert csp == f"script-src {expected}", (content_type, body)
+
+
+@pytest.mark.parametrize("case", ["streamed", "gzip", "empty"])
+async def test_no_script_hash_when_the_body_cannot_be_read_whole(case: str) -> None:
+    middleware = ArmorHeaderMiddleware(
+        None,  # type: ignore[arg-type]
+        use_default=False,
+        headers_config={"h": {"headers": {"Content-Security-Policy": {"script-src": [headers.CSP_SCRIPT_HASHES]}}}},
+    )
+    chunks = {"streamed": [b"<script>a()", b"</script>"], "gzip": [gzip.compress(b"<script>a()</script>")], "empty": []}
+    extra = [(b"content-encoding", b"gzip")] if case == "gzip" else []
+    sent, _nonce = await call_body(middleware, b"text/html", chunks[case], extra)
+    # The start goes out with the first body message (or alone), every chunk untouched and in order.
+    assert [message["type"] for message in sent] == ["http.response.start"] + ["http.response.body"] * len(chunks[case])
+    assert [message["body"] for message in sent[1:]] == chunks[case]
+    assert dict(sent[0]["headers"])[b"content-security-policy"] == b"script-src"
+
+
+async def call_body(
+    middleware: Any, content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None
+) -> tuple[list[Any], str | None]:
+    """One GET through ``middleware`` around an app sending ``chunks``; returns the sent messages and the nonce."""
+    sent: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        start_headers = [(b"content-type", content_type), *(extra or [])]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        if not chunks:
+            return
+        for index, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": index < len(chunks) - 1})
+
+    async def receive() -> Any:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/page", "root_path": "", "headers": [(b"host", b"example.com")]}
+    middleware.app = app
+    await middleware(scope, receive, send)
+    return sent, scope.get("state", {}).get("nonce")
 
 
 def source_allows(sources: list[str], url: str) -> bool:
@@ -427,7 +656,7 @@ def source_allows(sources: list[str], url: str) -> bool:
 def test_openapi_json_keeps_the_strict_policy() -> None:
     response = client(app_with_c2c_like_sub_app()).get("/c2c/openapi.json", headers=PUBLIC)
     assert response.status_code == 200
-    assert csp_directives(response.headers["content-security-policy"])["default-src"] == ["'self'"]
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
     assert "cross-origin-embedder-policy" in response.headers
 
 
@@ -601,7 +830,8 @@ async def call_directly(middleware: Any, path: str = "/x", host: bytes = b"examp
     }
     middleware.app = app
     await middleware(scope, receive, send)
-    return {bytes(name).decode(): bytes(value).decode() for name, value in sent[0]["headers"]}, scope["state"]["nonce"]
+    headers = {bytes(name).decode(): bytes(value).decode() for name, value in sent[0]["headers"]}
+    return headers, scope.get("state", {}).get("nonce")
 
 
 CACHE_RULES: dict[str, Any] = {
@@ -672,17 +902,21 @@ def test_nonces_stay_fresh_past_one_batch_of_random_bytes() -> None:
     assert len(seen) == headers._NoncePool.BATCH + 50
 
 
+NONCE_EVERYWHERE: dict[str, Any] = {"n": {"headers": {"Content-Security-Policy": {"script-src": [CSP_NONCE]}}}}
+
+
 def _child_nonce(connection: Any) -> None:
     import asyncio
 
-    connection.send(asyncio.run(call_directly(ArmorHeaderMiddleware(None)))[1])  # type: ignore[arg-type]
+    middleware = ArmorHeaderMiddleware(None, headers_config=NONCE_EVERYWHERE)  # type: ignore[arg-type]
+    connection.send(asyncio.run(call_directly(middleware))[1])
     connection.close()
 
 
 async def test_a_forked_process_never_reuses_the_parents_nonces() -> None:
     import multiprocessing
 
-    middleware = ArmorHeaderMiddleware(None)  # type: ignore[arg-type]
+    middleware = ArmorHeaderMiddleware(None, headers_config=NONCE_EVERYWHERE)  # type: ignore[arg-type]
     await call_directly(middleware)  # the pool now holds unused nonces that a forked child inherits
     context = multiprocessing.get_context("fork")
     parent_end, child_end = context.Pipe()

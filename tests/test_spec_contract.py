@@ -216,7 +216,8 @@ def test_application_example_serves_c2c_headers_cors_gzip_and_metrics(spec_appli
         assert response.headers["access-control-allow-credentials"] == "true"
         # ArmorHeaderMiddleware defaults.
         assert response.headers["x-frame-options"] == "DENY"
-        assert "default-src 'self'" in response.headers["content-security-policy"]
+        # A JSON answer: the policy for non-HTML responses.
+        assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
         assert response.headers["x-content-type-options"] == "nosniff"
         # No forwarded middleware (C2C__PROXY_HEADERS__TYPE defaults to none): the URL is the direct one.
         assert response.json()["url"] == "http://testserver/url"
@@ -582,7 +583,7 @@ def test_armor_import_path_of_the_specification() -> None:
 def test_armor_defaults(settings: Any) -> None:
     settings.http = False
     received = _get(_armored())
-    assert received["content-security-policy"].startswith("default-src 'self'")
+    assert received["content-security-policy"].startswith("default-src 'none'")
     assert received["x-frame-options"] == "DENY"
     assert received["strict-transport-security"].startswith("max-age=")
     assert received["x-content-type-options"] == "nosniff"

@@ -15,7 +15,7 @@ NONCE_RE = re.compile(r"'nonce-([A-Za-z0-9_-]+)'")
 # An HTML page of the framework whose inline script and style carry the request's nonce.
 PAGE_HEADERS_CONFIG: dict[str, HeaderMatcher] = {
     "page": {
-        "path_match": r"^/page$",
+        "path_match": r"^/(page|hello)$",
         "headers": {
             "Content-Security-Policy": {
                 "default-src": ["'self'"],
