@@ -156,13 +156,30 @@ class GitHubAccessType(enum.StrEnum):
 class Redis(BaseModel):
     """Redis connection, used by broadcast, logging overrides and the Redis health check."""
 
-    url: str | None = Field(default=None, description="Redis connection URL")
+    url: str | None = Field(
+        default=None,
+        description="Redis connection URL: 'redis://[user:password@]host:port/db', 'rediss://...' for TLS or "
+        "'unix:///path/redis.sock?db=0'; percent-encode the user name and password ('#' as %23, '/' as %2F)",
+    )
     options: KeyValues = Field(
-        default_factory=dict, description="Redis connection options, e.g. 'socket_timeout=5,ssl=True'."
+        default_factory=dict,
+        description="Redis connection options, e.g. 'socket_timeout=5,ssl=True'. Keyword arguments of redis-py's "
+        "client, checked at start-up; ssl=True with a redis:// URL connects with TLS (as rediss://), "
+        "ssl_* options such as ssl_ca_certs need TLS",
     )
     sentinels: str | None = Field(default=None, description="Redis Sentinels, as 'host:port,host:port'")
     servicename: str | None = Field(default=None, description="Redis service name for Sentinel")
-    db: int = Field(default=0, ge=0, description="Redis database number")
+    sentinel_options: KeyValues = Field(
+        default_factory=dict,
+        description="Connection options of the Sentinels themselves (not of the Redis servers), e.g. "
+        "'password=...' for a Sentinel with requirepass, 'username=...', 'ssl=True,ssl_ca_certs=/ca.pem'; "
+        "the connect and socket timeouts apply unless given here",
+    )
+    db: int = Field(
+        default=0,
+        ge=0,
+        description="Redis database number; applies when the URL names none (a URL naming another one is refused)",
+    )
     broadcast_prefix: str = Field(default="broadcast_api_", description="Redis prefix for broadcast channels")
     socket_timeout: Duration = Field(
         default=timedelta(seconds=5), description="Timeout of one Redis command, so no call waits forever"
@@ -177,6 +194,25 @@ class Redis(BaseModel):
         description="Immediate retries of a Redis command after a connection error (a stale connection after "
         "a Redis restart); 0 fails at the first error",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_options_without_echoing_them(cls, data: Any) -> Any:
+        """Read both option strings here: a field error would echo the raw value, which may hold a password."""
+        if not isinstance(data, dict):
+            return data
+        option_fields = (("options", "C2C__REDIS__OPTIONS"), ("sentinel_options", "C2C__REDIS__SENTINEL_OPTIONS"))
+        for field, variable in option_fields:
+            if isinstance(data.get(field), str):
+                try:
+                    data = {**data, field: parse_key_values(data[field])}
+                except ValueError as error:
+                    reason = str(error) if str(error).startswith("invalid JSON") else "an item has no '='"
+                    raise ValueError(
+                        f"{variable}: expected 'key=value,key=value' or a JSON object ({reason}; "
+                        "the value is not shown, it may hold a password)"
+                    ) from None
+        return data
 
     @field_validator("sentinels")
     @classmethod
@@ -196,6 +232,9 @@ class Redis(BaseModel):
                 "C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing: "
                 "Sentinel needs the name of the monitored master"
             )
+        from c2casgiutils import _redis_options  # noqa: PLC0415 - kept out of the import of the settings
+
+        _redis_options.resolve(self)  # URL, TLS and database checks; the messages never show a credential
         return self
 
 
@@ -205,6 +244,11 @@ class Prometheus(BaseModel):
     prefix: str = Field(default="c2casgiutils_", description="Prefix for Prometheus metrics")
     port: int | None = Field(
         default=9000, ge=0, le=65535, description="Port for Prometheus metrics (empty to disable the server)"
+    )
+    host: str = Field(
+        default="0.0.0.0",  # noqa: S104 - the metrics port is scraped from outside the container
+        min_length=1,
+        description="Bind address of the metrics server (127.0.0.1 to keep it local)",
     )
     multiproc_dir: str | None = Field(
         default=None,

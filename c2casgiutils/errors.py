@@ -19,7 +19,7 @@ import re
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from c2casgiutils import auth, config
 from c2casgiutils.request_id import request_id_var
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+# nginx's "client closed request": a client that left while its body was read is not a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
@@ -88,6 +90,11 @@ class ErrorResponseMiddleware:
 
         try:
             await self.app(scope, receive, watch_send)
+        except ClientDisconnect:
+            _LOGGER.debug("Client disconnected during %s %s", scope.get("method"), _printable(scope.get("path", "")))
+            if not response_started:  # for the access log and the metrics: a client error, no body
+                await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST, "headers": []})
+                await send({"type": "http.response.body", "body": b""})
         except Exception as error:
             _LOGGER.exception("Unhandled exception on %s %s", scope.get("method"), _printable(scope.get("path", "")))
             if response_started:

@@ -5,6 +5,10 @@ With several workers, prometheus_client's multiprocess mode is used (directory f
 files in that directory and whichever worker holds the port serves the sum over all of them, the
 counters of dead workers included. The other workers find the port taken, do not crash, and keep
 trying in the background so that one of them takes over when the serving worker dies.
+
+Before each collection the serving worker marks dead workers (pids whose process is gone): the values of
+their ``live*`` gauges disappear, their counters stay. It also serves the process metrics (``process_*``) of
+every live worker, labelled by ``pid``. See ``_metrics_multiproc``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,23 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from c2casgiutils import config
+from c2casgiutils import _metrics_multiproc, config
+from c2casgiutils._metrics_http import PrometheusMiddleware
 from c2casgiutils._optional import require
 
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
+
+__all__ = [
+    "MULTIPROC_ENV",
+    "MetricsServer",
+    "PrometheusMiddleware",
+    "build_registry",
+    "multiproc_dir",
+    "setup_multiprocess",
+    "start_metrics_server",
+    "stop_metrics_server",
+]
 
 _LOGGER = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -45,6 +61,8 @@ def setup_multiprocess() -> str | None:
         return None
     os.environ[MULTIPROC_ENV] = directory
     os.makedirs(directory, exist_ok=True)
+    # Before this process creates any value: gauges left by an earlier process with the same pid.
+    _metrics_multiproc.drop_recycled_pid_gauges(directory)
     values = sys.modules.get("prometheus_client.values")
     if values is not None and getattr(values.ValueClass, "__name__", "") == "MutexValue":
         _LOGGER.warning(
@@ -107,16 +125,37 @@ _SERVER: MetricsServer | None = None
 def build_registry() -> Any:
     """The registry to serve: the sum over all processes in multiprocess mode, else the default one."""
     prometheus_client = require("prometheus_client", "prometheus", "The metrics server")
-    if multiproc_dir() is None:
+    directory = multiproc_dir()
+    if directory is None:
         return prometheus_client.REGISTRY
-    multiprocess = require("prometheus_client.multiprocess", "prometheus", "The metrics server")
     registry = prometheus_client.CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    registry.register(_metrics_multiproc.LiveMultiProcessCollector(directory))
     return registry
 
 
-def start_metrics_server(port: int | None = None, addr: str = "0.0.0.0") -> MetricsServer | None:  # noqa: S104
-    """Serve the metrics on ``port`` (default ``settings.prometheus.port``; None disables it).
+_WARNED_DEAD = False
+
+
+def _prepare_worker(directory: str) -> None:
+    """Leave this worker's marker, drop the live gauges of dead pids and warn once if there were any."""
+    global _WARNED_DEAD  # noqa: PLW0603 - one warning per process
+    _metrics_multiproc.drop_recycled_pid_gauges(directory)
+    _metrics_multiproc.register_worker(directory)
+    _, dead = _metrics_multiproc.mark_dead_processes(directory)
+    if dead and not _WARNED_DEAD:
+        _WARNED_DEAD = True
+        _LOGGER.warning(
+            "The metrics directory %s has files of %d dead processes (killed workers or an earlier run): their "
+            "gauges are dropped and their counters kept; empty the directory before the server starts "
+            "(in the container's entry point)",
+            directory,
+            len(dead),
+        )
+
+
+def start_metrics_server(port: int | None = None, addr: str | None = None) -> MetricsServer | None:
+    """Serve the metrics on ``addr``:``port`` (defaults: ``settings.prometheus.host`` and ``.port``; port None
+    disables it).
 
     Idempotent in one process. When the port is taken by another worker of the same service (multiprocess
     mode), this process keeps trying in the background instead of failing.
@@ -127,7 +166,10 @@ def start_metrics_server(port: int | None = None, addr: str = "0.0.0.0") -> Metr
     port = config.settings.prometheus.port if port is None else port
     if port is None:
         return None
-    setup_multiprocess()
+    addr = config.settings.prometheus.host if addr is None else addr
+    directory = setup_multiprocess()
+    if directory is not None:
+        _prepare_worker(directory)
     server = MetricsServer(port, addr, build_registry())
     if not server.try_start():
         if multiproc_dir() is None:
@@ -152,6 +194,9 @@ def stop_metrics_server() -> None:
     if _SERVER is not None:
         _SERVER.stop()
         _SERVER = None
-    if multiproc_dir() is not None and "prometheus_client" in sys.modules:
+    directory = multiproc_dir()
+    if directory is not None and "prometheus_client" in sys.modules:
         multiprocess = require("prometheus_client.multiprocess", "prometheus", "The metrics server")
-        multiprocess.mark_process_dead(os.getpid())
+        multiprocess.mark_process_dead(os.getpid(), directory)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, _metrics_multiproc.WORKER_MARKER.format(pid=os.getpid())))

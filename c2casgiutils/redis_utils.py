@@ -2,18 +2,21 @@
 
 Clients are asyncio clients of redis-py, with connection and socket timeouts from settings so that no
 call waits forever. They are cached per event loop: a redis-py connection belongs to the loop that
-opened it.
+opened it. The settings are checked when the clients are built (``_redis_options``): an unreadable URL, TLS
+options without TLS, two different databases or an unknown option raise ``config.SettingsError``.
+
+Redis is named in logs, errors and payloads through :func:`describe` (the URL masked by :func:`mask_url`);
+Redis error texts go through :func:`safe_error`, which also removes every configured credential.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.parse
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from c2casgiutils import config
+from c2casgiutils import _redis_options, _sensitive, config
 from c2casgiutils._optional import require
 
 if TYPE_CHECKING:
@@ -40,22 +43,22 @@ def is_configured() -> bool:
     return bool(redis_settings.url or redis_settings.sentinels)
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, fit for logs and health payloads."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    user = urllib.parse.quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+mask_url = _sensitive.mask_url
+"""The one masking function for Redis URLs (password of the user-info and ``password=`` query values)."""
+
+
+def safe_text(text: str) -> str:
+    """A text (an error message) with the configured Redis URL masked and every configured credential removed."""
+    redis_settings = config.settings.redis
+    if redis_settings.url and redis_settings.url in text:
+        text = text.replace(redis_settings.url, mask_url(redis_settings.url))
+    return _sensitive.scrub(text, _redis_options.secrets(redis_settings))
+
+
+def safe_error(error: BaseException) -> str:
+    """``Type: message`` of an exception, fit for a log line or a response (see :func:`safe_text`)."""
+    message = str(error)
+    return safe_text(f"{type(error).__name__}: {message}" if message else type(error).__name__)
 
 
 def describe() -> str:
@@ -85,35 +88,75 @@ def _timeouts() -> dict[str, Any]:
     }
 
 
-def _retry() -> Any:
+def _retry(retries: int | None = None) -> Any:
     """Immediate retries only: redis-py's default backoff would make a call to a stopped Redis take seconds."""
     retry_module = require("redis.asyncio.retry", "redis", "Redis support")
     backoff_module = require("redis.backoff", "redis", "Redis support")
-    return retry_module.Retry(backoff_module.NoBackoff(), config.settings.redis.retries)
+    return retry_module.Retry(backoff_module.NoBackoff(), config.settings.redis.retries if retries is None else retries)
+
+
+def _sentinel_kwargs(sentinel_options: dict[str, Any]) -> dict[str, Any]:
+    """Options of the connections to the Sentinels: the package's timeouts, and no retry on the same Sentinel.
+
+    redis-py asks the Sentinels in turn; the next Sentinel is the retry, so a dead one costs at most one
+    connect timeout. A Sentinel's answers are small and quick, so its socket timeout is the connect timeout
+    when that is shorter: one that accepts connections and never answers costs no more than an unreachable
+    one. The data clients' ``C2C__REDIS__RETRIES`` repeats the whole lookup, which also replaces a stale
+    Sentinel connection. ``C2C__REDIS__SENTINEL_OPTIONS`` overrides any of these.
+    """
+    timeouts = _timeouts()
+    timeouts["socket_timeout"] = min(timeouts["socket_timeout"], timeouts["socket_connect_timeout"])
+    return {**timeouts, "retry": _retry(0), **sentinel_options}
+
+
+def connection() -> _redis_options.Connection:
+    """The checked arguments the clients are built with; SettingsError (naming the variable) when invalid."""
+    try:
+        return _redis_options.resolve(config.settings.redis)
+    except ValueError as error:
+        raise config.SettingsError(safe_text(str(error))) from None
+
+
+def _check_options(client: redis.asyncio.Redis, variable: str) -> None:
+    """Make one connection object (no I/O) so that an unknown option fails now, not at the first call."""
+    pool = client.connection_pool
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as error:
+        raise config.SettingsError(f"{variable}: {safe_text(str(error))}") from None
 
 
 def build() -> RedisClients | None:
-    """Build new clients from the settings (None when Redis is not configured)."""
+    """Build new clients from the settings (None when Redis is not configured).
+
+    Raises ``config.SettingsError`` for settings redis-py would refuse later (unknown option, unreadable URL,
+    TLS options without TLS, two different databases): start-up fails with a message naming the variable.
+    """
     redis_settings = config.settings.redis
     if not is_configured():
         return None
     redis_asyncio = require("redis.asyncio", "redis", "Redis support")
-    options = {**_timeouts(), "retry": _retry(), **redis_settings.options}
+    if redis_settings.sentinels and not redis_settings.servicename:
+        raise config.SettingsError("C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing")
+    plan = connection()
+    options = {**_timeouts(), "retry": _retry(), **plan.options}
     if redis_settings.sentinels:
         sentinel_module = require("redis.asyncio.sentinel", "redis", "Redis Sentinel support")
-        if not redis_settings.servicename:
-            raise config.SettingsError("C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing")
-        sentinel = sentinel_module.Sentinel(
-            parse_sentinels(redis_settings.sentinels),
-            sentinel_kwargs=_timeouts(),
-            db=redis_settings.db,
-            **options,
-        )
+        try:
+            sentinel = sentinel_module.Sentinel(
+                parse_sentinels(redis_settings.sentinels),
+                sentinel_kwargs=_sentinel_kwargs(plan.sentinel_options),
+                **options,
+            )
+        except TypeError as error:
+            raise config.SettingsError(f"{_redis_options.SENTINEL_OPTIONS}: {safe_text(str(error))}") from None
         master = sentinel.master_for(redis_settings.servicename)
         replica = sentinel.slave_for(redis_settings.servicename)
+        _check_options(master, _redis_options.OPTIONS)
         return RedisClients(master, replica, sentinel)
-    assert redis_settings.url is not None
-    client = redis_asyncio.Redis.from_url(redis_settings.url, **options)
+    assert plan.url is not None
+    client = redis_asyncio.Redis.from_url(plan.url, **options)
+    _check_options(client, _redis_options.OPTIONS)
     return RedisClients(client, client, None)
 
 
@@ -147,3 +190,43 @@ async def cleanup() -> None:
             await client.aclose()
         except Exception:
             _LOGGER.debug("Error while closing a Redis client", exc_info=True)
+
+
+def _address(host: Any, port: Any) -> str:
+    host_text = host.decode() if isinstance(host, bytes) else str(host)
+    return f"[{host_text}]:{port}" if ":" in host_text else f"{host_text}:{port}"
+
+
+async def master_address(clients: RedisClients) -> str:
+    """``host:port`` of the master the service writes to (asked to the Sentinels with Sentinel); no credential."""
+    if clients.sentinel is not None:
+        host, port = await clients.sentinel.discover_master(config.settings.redis.servicename or "")
+        return _address(host, port)
+    kwargs = clients.master.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return _address(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
+
+
+async def replica_addresses(clients: RedisClients) -> list[str]:
+    """``host:port`` of the replicas the Sentinels report alive (none without Sentinel)."""
+    if clients.sentinel is None:
+        return []
+    exceptions = require("redis.exceptions", "redis", "Redis support")
+    service = config.settings.redis.servicename or ""
+    errors = []
+    answered = False
+    # Over a copy of the list: redis-py reorders it when a concurrent master lookup succeeds.
+    for sentinel in list(clients.sentinel.sentinels):
+        try:
+            replicas = await sentinel.sentinel_slaves(service)
+        except (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ResponseError) as error:
+            errors.append(safe_error(error))
+            continue
+        answered = True
+        alive = clients.sentinel.filter_slaves(replicas)
+        if alive:
+            return sorted(_address(host, port) for host, port in alive)
+    if not answered and errors:
+        raise exceptions.ConnectionError(f"no Sentinel answered about {service!r}: {'; '.join(errors)}")
+    return []  # the Sentinels that answered know no replica alive

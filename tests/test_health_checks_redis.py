@@ -163,3 +163,21 @@ async def test_endpoint_with_black_holed_redis_answers_within_the_bound(
     (entity,) = response.json()["entities"]
     assert entity["name"] == "Redis"
     assert entity["payload"]["error"] == "timeout"
+
+
+async def test_settings_redis_py_refuses_are_an_unhealthy_check(redis_settings) -> None:  # type: ignore[no-untyped-def]
+    redis_settings.redis.url = "redis://:check-Secret-77@127.0.0.1:1/0"
+    redis_settings.redis.options = {"sokcet_timeout": 5}
+    entity = await _run_one(health_checks.Redis())
+    assert entity.status_code == 500
+    assert "C2C__REDIS__OPTIONS" in entity.payload["error"]
+    assert "sokcet_timeout" in entity.payload["error"]
+    assert "check-Secret-77" not in json.dumps(entity.payload)
+
+
+async def test_payload_names_the_master_address(redis_settings, own_redis_server: RedisServer) -> None:  # type: ignore[no-untyped-def]
+    redis_settings.redis.url = f"redis://127.0.0.1:{own_redis_server.port}"
+    entity = await _run_one(health_checks.Redis())
+    assert entity.status_code == 200
+    assert entity.payload["master_address"] == f"127.0.0.1:{own_redis_server.port}"
+    assert "replicas" not in entity.payload

@@ -49,7 +49,8 @@ def test_url_client_has_timeouts_and_immediate_retries(settings) -> None:  # typ
     assert kwargs["socket_timeout"] == 1.5
     assert kwargs["socket_connect_timeout"] == 0.5
     assert kwargs["db"] == 3
-    assert kwargs["retry"].get_retries() == 2
+    retry = kwargs["retry"]
+    assert (retry.get_retries() if hasattr(retry, "get_retries") else retry._retries) == 2  # redis-py 5.0: no getter
     assert redis_utils.describe() == "redis://:***@127.0.0.1:1/3"
 
 
@@ -125,3 +126,36 @@ async def test_stopped_redis_fails_fast_then_recovers(settings, own_redis_server
     own_redis_server.start()
     assert await clients.master.ping()  # the stale pooled connection is replaced by the retry
     await clients.master.aclose()
+
+
+def test_sentinel_database_and_tls_options(settings) -> None:  # type: ignore[no-untyped-def]
+    import redis.asyncio.sentinel
+
+    settings.redis.url = None
+    settings.redis.sentinels = "127.0.0.1:26379"
+    settings.redis.servicename = "mymaster"
+    settings.redis.db = 4
+    settings.redis.options = {"ssl": True, "ssl_ca_certs": "/ca.pem"}
+    clients = redis_utils.build()
+    assert clients is not None
+    pool = clients.master.connection_pool
+    assert pool.connection_kwargs["db"] == 4
+    assert issubclass(pool.connection_class, redis.asyncio.sentinel.SentinelManagedSSLConnection)
+    settings.redis.options = {"db": 2}
+    with pytest.raises(config.SettingsError, match="db in C2C__REDIS__OPTIONS names 2, C2C__REDIS__DB names 4"):
+        redis_utils.build()
+    settings.redis.options = {"ssl_certfile": "/client.pem"}
+    with pytest.raises(config.SettingsError, match="add ssl=True to C2C__REDIS__OPTIONS"):
+        redis_utils.build()
+    settings.redis.options = {}
+    settings.redis.sentinel_options = {"pasword": "typo"}
+    with pytest.raises(config.SettingsError, match="C2C__REDIS__SENTINEL_OPTIONS: .*'pasword'"):
+        redis_utils.build()
+
+
+def test_build_outside_an_event_loop_checks_options_without_io(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = "redis://127.0.0.1:1/0"  # nothing listens: no connection is attempted by the checks
+    settings.redis.options = {"health_check_interval": 3}
+    clients = redis_utils.build()
+    assert clients is not None
+    assert clients.master.connection_pool.connection_kwargs["health_check_interval"] == 3

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 import c2casgiutils
-from c2casgiutils import broadcast
+from c2casgiutils import broadcast, redis_utils
 from c2casgiutils.tools import debug
+from tests.servers import free_port
 
 SECRET = "debug-test-secret-with-enough-length-0123456789"
 ADMIN = {"X-API-Key": SECRET}
@@ -107,3 +109,37 @@ async def test_without_broadcast_started_answers_for_this_process(settings) -> N
     body = response.json()
     assert body["broadcast"] is False
     assert len(body["processes"]) == 1
+
+
+REDIS_PASSWORD = "debug-redis-Secret-0815"
+
+
+@pytest.fixture
+async def redis_down_client(settings) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    """The tools on a configured Redis that refuses connections (nothing listens on the port)."""
+    settings.auth.secret = SECRET
+    settings.redis.url = f"redis://127.0.0.1:{free_port()}/0?username=app&password={REDIS_PASSWORD}"
+    settings.redis.sentinels = None
+    settings.redis.connect_timeout = timedelta(seconds=0.2)
+    settings.redis.socket_timeout = timedelta(seconds=0.2)
+    app = FastAPI()
+    app.mount("/c2c", c2casgiutils.app)
+    await broadcast.startup()
+    await debug.startup()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service.test") as http:
+            yield http
+    finally:
+        debug.shutdown()
+        await broadcast.shutdown()
+        await redis_utils.cleanup()
+
+
+@pytest.mark.parametrize("path", ["/c2c/debug/stacks", "/c2c/debug/memory"])
+async def test_redis_down_gives_503_with_the_reason(redis_down_client: httpx.AsyncClient, path: str) -> None:
+    response = await redis_down_client.get(path, headers=ADMIN)
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert detail.startswith(f"{path} needs the broadcast to every process, which is unavailable: ")
+    assert REDIS_PASSWORD not in response.text
+    assert "Retry-After" in response.headers

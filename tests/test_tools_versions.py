@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ from fastapi import FastAPI
 
 import c2casgiutils
 from c2casgiutils.tools import versions
+from tests.servers import BlackHole, free_port
 
 SECRET = "versions-test-secret-with-enough-length-0123456789"
 ADMIN = {"X-API-Key": SECRET}
@@ -99,3 +102,42 @@ async def test_explicit_service_version_wins(app: FastAPI, settings) -> None:  #
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         body = (await http.get("/c2c/versions", headers=ADMIN)).json()
     assert body["processes"][0]["service_version"] == "7.7.7"
+
+
+REDIS_PASSWORD = "versions-redis-Secret-4711"
+
+
+@pytest.fixture(params=["user-info", "query", "black-hole"])
+async def redis_down(request: pytest.FixtureRequest, settings) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
+    """Broadcast on a configured Redis that refuses connections, or accepts them and never answers."""
+    from c2casgiutils import broadcast, redis_utils
+
+    hole = BlackHole() if request.param == "black-hole" else None
+    port = hole.port if hole is not None else free_port()
+    if request.param == "user-info":
+        settings.redis.url = f"redis://app:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+    else:
+        settings.redis.url = f"redis://127.0.0.1:{port}/0?username=app&password={REDIS_PASSWORD}"
+    settings.redis.sentinels = None
+    settings.redis.connect_timeout = timedelta(seconds=0.2)
+    settings.redis.socket_timeout = timedelta(seconds=0.2)
+    await broadcast.startup()
+    await versions.startup()
+    try:
+        yield settings.redis.url
+    finally:
+        versions.shutdown()
+        await broadcast.shutdown()
+        await redis_utils.cleanup()
+        if hole is not None:
+            hole.close()
+
+
+async def test_redis_down_gives_503_with_the_reason(app: FastAPI, redis_down: str) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        response = await http.get("/c2c/versions", headers=ADMIN)
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert detail.startswith("/c2c/versions needs the broadcast to every process, which is unavailable: ")
+    assert REDIS_PASSWORD not in response.text
+    assert int(response.headers["Retry-After"]) >= 1

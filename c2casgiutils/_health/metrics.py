@@ -50,7 +50,8 @@ def _create(prefix: str) -> HealthMetrics | None:
             failure_name,
             "Health check failing (1) or healthy (0), by check name",
             ["name"],
-            multiprocess_mode="livemax",
+            # With several workers: the most recent result of any live worker (a dead worker's value goes).
+            multiprocess_mode="livemostrecent",
         )
     except ValueError:  # registered by an earlier import of this module (e.g. a reloaded module)
         failure = _registered(client, failure_name)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.requests import ClientDisconnect
 from starlette.routing import NoMatchFound
 
 from c2casgiutils import config
@@ -24,6 +25,8 @@ from c2casgiutils.auth._models import AuthInfo, AuthStatus
 _LOGGER = logging.getLogger(__name__)
 _MAX_LOGIN_BODY_BYTES = 16 * 1024
 _NO_STORE = {"Cache-Control": "no-store"}
+# nginx's "client closed request": counted as a client error, never as a server error.
+CLIENT_CLOSED_REQUEST = 499
 
 router = APIRouter()
 
@@ -104,7 +107,11 @@ async def _read_login_body(request: Request) -> dict[str, Any]:
 @router.post("/login", name="c2c_auth_login_post")
 async def login_post(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> Response:
     """Log in with the shared secret from a form or a JSON body (``secret``, optional ``came_from``)."""
-    data = await _read_login_body(request)
+    try:
+        data = await _read_login_body(request)
+    except ClientDisconnect:  # nobody is left to answer: not a server error
+        _LOGGER.debug("The client disconnected while sending its login body")
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
     secret = data.get("secret")
     came_from = data.get("came_from") or request.query_params.get("came_from")
     if (secret is not None and not isinstance(secret, str)) or (

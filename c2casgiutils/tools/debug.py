@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from c2casgiutils import auth
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
+from c2casgiutils.tools._unavailable import unavailable_as_503
 
 router = APIRouter()
 
@@ -187,12 +188,16 @@ class MemoryResponse(BaseModel):
 
 
 AdminAccess = Annotated[None, Depends(auth.require_admin_access)]
+_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "Redis is configured but unreachable: the other processes cannot be asked"}
+}
 
 
-@router.get("/debug/stacks", name="c2c_debug_stacks")
+@router.get("/debug/stacks", name="c2c_debug_stacks", responses=_UNAVAILABLE)
 async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
     """The stack of every thread and asyncio task of every process."""
-    collected = await STACKS.collect()
+    with unavailable_as_503("/c2c/debug/stacks"):
+        collected = await STACKS.collect()
     return StacksResponse(
         processes=[
             ProcessStacks(hostname=answer.hostname, pid=answer.pid, **answer.payload) for answer in collected.answers
@@ -202,13 +207,14 @@ async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
     )
 
 
-@router.get("/debug/memory", name="c2c_debug_memory")
+@router.get("/debug/memory", name="c2c_debug_memory", responses=_UNAVAILABLE)
 async def c2c_debug_memory(
     _: AdminAccess,
     limit: Annotated[int, Query(ge=1, le=500, description="Number of object types to list")] = 20,
 ) -> MemoryResponse:
     """Resident memory and the most frequent object types of every process."""
-    collected = await MEMORY.collect(limit=limit)
+    with unavailable_as_503("/c2c/debug/memory"):
+        collected = await MEMORY.collect(limit=limit)
     return MemoryResponse(
         processes=[
             ProcessMemory(hostname=answer.hostname, pid=answer.pid, **answer.payload) for answer in collected.answers

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 from c2casgiutils import auth, config
 from c2casgiutils._version import __version__
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
+from c2casgiutils.tools._unavailable import unavailable_as_503
 
 router = APIRouter()
 
@@ -151,10 +152,15 @@ def flag_differences(payloads: list[dict[str, Any]]) -> list[dict[str, Differenc
     return result
 
 
-@router.get("/versions", name="c2c_versions")
+@router.get(
+    "/versions",
+    name="c2c_versions",
+    responses={503: {"description": "Redis is configured but unreachable: the other processes cannot be asked"}},
+)
 async def c2c_versions(_: Annotated[None, Depends(auth.require_admin_access)]) -> VersionsResponse:
     """Package versions and service version of every process, flagging the odd ones."""
-    collected = await VERSIONS.collect()
+    with unavailable_as_503("/c2c/versions"):
+        collected = await VERSIONS.collect()
     differences = flag_differences([answer.payload for answer in collected.answers])
     processes = [
         ProcessVersions(

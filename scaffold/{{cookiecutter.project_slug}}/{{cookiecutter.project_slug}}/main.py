@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.middleware.trustedhost import TrustedHostMiddleware
-from prometheus_fastapi_instrumentator import Instrumentator
 
 from {{ cookiecutter.project_slug }} import api, checks{% if cookiecutter.database %}, db{% endif %}
 from {{ cookiecutter.project_slug }}.config import settings
@@ -66,7 +65,8 @@ def _add_health_checks() -> None:
 def _add_middlewares(main_app: FastAPI) -> None:
     """Add the middlewares; the last added is the outermost, so it sees the request first."""
     errors.install_error_handlers(main_app)
-    Instrumentator(should_instrument_requests_inprogress=True).instrument(main_app)
+    # Request metrics (http_requests_total, durations, sizes, in progress) with the instrumentator's names.
+    main_app.add_middleware(prometheus.PrometheusMiddleware)
     main_app.add_middleware(GZipMiddleware, minimum_size=1000)
     if settings.cors.allow_origins:
         main_app.add_middleware(

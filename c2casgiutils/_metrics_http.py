@@ -1,0 +1,403 @@
+"""Request metrics as a pure ASGI middleware: the series of prometheus-fastapi-instrumentator's defaults.
+
+``PrometheusMiddleware`` exposes ``http_requests_total{handler,method,status}``,
+``http_request_size_bytes{handler}`` and ``http_response_size_bytes{handler}`` (summaries of the
+``Content-Length`` headers), ``http_request_duration_highr_seconds`` (no label, many buckets),
+``http_request_duration_seconds{handler,method}`` (few buckets) and ``http_requests_inprogress`` (``livesum``
+over the live workers). ``handler`` is the route template (``/items/{item_id}``, mounts included); requests
+that match no route are grouped under ``none``; statuses are grouped (``2xx``).
+
+It wraps ``send`` only: no body is read or buffered, streaming is untouched. The route template of a
+``(root_path, path, method)`` is looked up once and kept in a bounded cache; the label children of each
+``(handler, method, status)`` are kept too, so a request costs a few dictionary lookups and the metric updates.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from c2casgiutils._optional import require
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
+LOWR_BUCKETS = (0.1, 0.5, 1)
+UNMATCHED = "none"
+ROUTE_CACHE_SIZE = 4096
+
+
+TOTAL_HELP = "Total number of requests by method, status and handler."
+REQUEST_SIZE_HELP = (
+    "Content length of incoming requests by handler. Only value of header is respected. Otherwise ignored. "
+    "No percentile calculated. "
+)
+RESPONSE_SIZE_HELP = (
+    "Content length of outgoing responses by handler. Only value of header is respected. Otherwise ignored. "
+    "No percentile calculated. "
+)
+HIGHR_HELP = "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. "
+LOWR_HELP = "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. "
+INPROGRESS_HELP = "Number of HTTP requests in progress."
+
+
+class _Collectors(NamedTuple):
+    total: Any
+    request_size: Any
+    response_size: Any
+    highr: Any
+    lowr: Any
+
+
+_COLLECTORS: dict[tuple[int, str], _Collectors] = {}
+_GAUGES: dict[tuple[int, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _registry(registry: Any) -> Any:
+    client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
+    return client.REGISTRY if registry is None else registry
+
+
+def _inprogress_gauge(registry: Any, prefix: str) -> Any:
+    """The in-progress gauge, created once per registry and prefix; ``livesum``: the sum over live workers."""
+    client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
+    registry = _registry(registry)
+    with _LOCK:
+        key = (id(registry), prefix)
+        if key not in _GAUGES:
+            _GAUGES[key] = client.Gauge(
+                f"{prefix}http_requests_inprogress", INPROGRESS_HELP, multiprocess_mode="livesum", registry=registry
+            )
+        return _GAUGES[key]
+
+
+def _collectors(registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> _Collectors:
+    """The collectors of ``registry``, created once per process (apps and middleware stacks are rebuilt)."""
+    client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
+    registry = _registry(registry)
+    key = (id(registry), prefix)
+    with _LOCK:
+        found = _COLLECTORS.get(key)
+        if found is None:
+            found = _COLLECTORS[key] = _Collectors(
+                client.Counter(
+                    f"{prefix}http_requests_total", TOTAL_HELP, ("method", "status", "handler"), registry=registry
+                ),
+                client.Summary(f"{prefix}http_request_size_bytes", REQUEST_SIZE_HELP, ("handler",), registry=registry),
+                client.Summary(
+                    f"{prefix}http_response_size_bytes", RESPONSE_SIZE_HELP, ("handler",), registry=registry
+                ),
+                client.Histogram(
+                    f"{prefix}http_request_duration_highr_seconds", HIGHR_HELP, buckets=highr, registry=registry
+                ),
+                client.Histogram(
+                    f"{prefix}http_request_duration_seconds",
+                    LOWR_HELP,
+                    ("method", "handler"),
+                    buckets=lowr,
+                    registry=registry,
+                ),
+            )
+        return found
+
+
+class _ClientRecorder:
+    """Records through prometheus_client's objects (one process: values in memory)."""
+
+    def __init__(self, registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> None:
+        self._metrics = _collectors(registry, prefix, highr, lowr)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
+
+    def record(self, key: tuple[str, str, str], request_size: int, response_size: int, duration: float) -> None:
+        """One request: ``key`` is (handler, method, status)."""
+        children = self._children.get(key)
+        if children is None:
+            handler, method, status = key
+            metrics = self._metrics
+            children = self._children[key] = (
+                metrics.total.labels(method, status, handler),
+                metrics.request_size.labels(handler),
+                metrics.response_size.labels(handler),
+                metrics.lowr.labels(method, handler),
+            )
+        total, request_summary, response_summary, lowr = children
+        total.inc()
+        request_summary.observe(request_size)
+        response_summary.observe(response_size)
+        self._metrics.highr.observe(duration)
+        lowr.observe(duration)
+
+
+class _Slot:
+    """One value of this process in a multiprocess file: kept in memory, written through at each change."""
+
+    __slots__ = ("file", "key", "value")
+
+    def __init__(self, file: Any, key: str) -> None:
+        self.file = file
+        self.key = key
+        self.value: float = file.read_value(key)[0]
+
+    def add(self, amount: float) -> None:
+        self.value += amount
+        self.file.write_value(self.key, self.value, 0.0)
+
+
+class _Histogram(NamedTuple):
+    total: _Slot
+    bounds: tuple[float, ...]
+    buckets: tuple[_Slot, ...]
+
+    def observe(self, amount: float) -> None:
+        self.total.add(amount)
+        self.buckets[bisect.bisect_left(self.bounds, amount)].add(1.0)
+
+
+class _Children(NamedTuple):
+    total: _Slot
+    request_count: _Slot
+    request_sum: _Slot
+    response_count: _Slot
+    response_sum: _Slot
+    lowr: _Histogram
+
+
+class _MmapRecorder:
+    """Records straight into files of its own in the multiprocess directory, one lock per request.
+
+    prometheus_client's multiprocess values take a lock, check the pid and write the file for each of the
+    ~10 values a request changes; here the same files are written (``<type>_http_<pid>.db``, the format of
+    prometheus_client's, read and summed by its collector) under one lock. The files are reopened after a fork.
+    """
+
+    def __init__(self, directory: str, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> None:
+        self._directory = directory
+        self._prefix = prefix
+        self._highr_bounds = tuple(float(bound) for bound in highr)
+        self._lowr_bounds = tuple(float(bound) for bound in lowr)
+        self._lock = threading.Lock()
+        self._pid = -1
+        self._files: dict[str, Any] = {}
+        self._children: dict[tuple[str, str, str], _Children] = {}
+        self._highr: _Histogram | None = None
+
+    def _open(self) -> None:
+        for file in self._files.values():
+            file.close()
+        self._files.clear()
+        self._children.clear()
+        self._pid = os.getpid()
+        self._highr = self._histogram(
+            f"{self._prefix}http_request_duration_highr_seconds", HIGHR_HELP, {}, self._highr_bounds
+        )
+
+    def _slot(self, typ: str, metric: str, name: str, labels: dict[str, str], help_text: str) -> _Slot:
+        from prometheus_client.mmap_dict import MmapedDict, mmap_key  # noqa: PLC0415
+
+        file = self._files.get(typ)
+        if file is None:
+            path = os.path.join(self._directory, f"{typ}_http_{self._pid}.db")
+            file = self._files[typ] = MmapedDict(path)  # type: ignore[no-untyped-call]
+        return _Slot(file, mmap_key(metric, name, list(labels), list(labels.values()), help_text))
+
+    def _histogram(self, metric: str, help_text: str, labels: dict[str, str], bounds: tuple[float, ...]) -> _Histogram:
+        from prometheus_client.utils import floatToGoString  # noqa: PLC0415
+
+        buckets = []
+        for bound in bounds:
+            le: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
+            buckets.append(self._slot("histogram", metric, f"{metric}_bucket", {**labels, "le": le}, help_text))
+        return _Histogram(self._slot("histogram", metric, f"{metric}_sum", labels, help_text), bounds, tuple(buckets))
+
+    def _label_children(self, handler: str, method: str, status: str) -> _Children:
+        prefix = self._prefix
+        total = f"{prefix}http_requests"
+        request_size = f"{prefix}http_request_size_bytes"
+        response_size = f"{prefix}http_response_size_bytes"
+        lowr = f"{prefix}http_request_duration_seconds"
+        return _Children(
+            self._slot(
+                "counter",
+                total,
+                f"{total}_total",
+                {"method": method, "status": status, "handler": handler},
+                TOTAL_HELP,
+            ),
+            self._slot("summary", request_size, f"{request_size}_count", {"handler": handler}, REQUEST_SIZE_HELP),
+            self._slot("summary", request_size, f"{request_size}_sum", {"handler": handler}, REQUEST_SIZE_HELP),
+            self._slot("summary", response_size, f"{response_size}_count", {"handler": handler}, RESPONSE_SIZE_HELP),
+            self._slot("summary", response_size, f"{response_size}_sum", {"handler": handler}, RESPONSE_SIZE_HELP),
+            self._histogram(lowr, LOWR_HELP, {"method": method, "handler": handler}, self._lowr_bounds),
+        )
+
+    def record(self, key: tuple[str, str, str], request_size: int, response_size: int, duration: float) -> None:
+        """One request: ``key`` is (handler, method, status)."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._open()
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = self._label_children(*key)
+            children.total.add(1.0)
+            children.request_count.add(1.0)
+            if request_size:
+                children.request_sum.add(request_size)
+            children.response_count.add(1.0)
+            if response_size:
+                children.response_sum.add(response_size)
+            if self._highr is not None:
+                self._highr.observe(duration)
+            children.lowr.observe(duration)
+
+
+def _recorder(
+    registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]
+) -> _ClientRecorder | _MmapRecorder:
+    """Files of our own when prometheus_client runs in multiprocess mode, else its objects."""
+    values = require("prometheus_client.values", "prometheus", "PrometheusMiddleware")
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    highr = tuple(highr) if highr[-1] == float("inf") else (*highr, float("inf"))
+    lowr = tuple(lowr) if lowr[-1] == float("inf") else (*lowr, float("inf"))
+    if getattr(values.ValueClass, "_multiprocess", False) and directory:
+        return _MmapRecorder(directory, prefix, highr, lowr)
+    return _ClientRecorder(registry, prefix, highr, lowr)
+
+
+def _flat_routes(routes: Iterable[Any]) -> list[Any]:
+    """Routes as Starlette matches them; FastAPI's included routers expose their resolved routes."""
+    flat: list[Any] = []
+    for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            flat.extend(getattr(context, "starlette_route", None) or context for context in contexts())
+        else:
+            flat.append(route)
+    return flat
+
+
+def route_template(scope: Scope, routes: Iterable[Any]) -> str | None:
+    """The template of the route that serves ``scope`` (a path-only match as a fallback), None if none."""
+    from starlette.routing import Match, Mount  # noqa: PLC0415
+
+    partial = None
+    for route in _flat_routes(routes):
+        match, child_scope = route.matches(scope)
+        if match == Match.NONE:
+            continue
+        name: Any
+        if isinstance(route, Mount):
+            if not route.routes:
+                name = route.path
+            else:
+                child = route_template({**scope, **child_scope}, route.routes)
+                if child is None:
+                    continue
+                name = route.path + child
+        else:
+            name = getattr(route, "path", None)
+            if name is None:
+                continue
+        if match == Match.FULL:
+            return str(name)
+        if partial is None:
+            partial = str(name)
+    return partial
+
+
+class PrometheusMiddleware:
+    """Request metrics with the names and labels of prometheus-fastapi-instrumentator's defaults.
+
+    ``app.add_middleware(PrometheusMiddleware)`` replaces
+    ``Instrumentator(should_instrument_requests_inprogress=True).instrument(app)``; the metrics are served by
+    :func:`c2casgiutils.prometheus.start_metrics_server`. ``excluded_handlers``: route templates not counted;
+    ``prefix``: prepended to every metric name; ``registry``: where the collectors are registered in one process
+    (in multiprocess mode the values go to the multiprocess directory).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        registry: Any = None,
+        prefix: str = "",
+        excluded_handlers: Iterable[str] = (),
+        group_status_codes: bool = True,
+        latency_highr_buckets: Sequence[float] = HIGHR_BUCKETS,
+        latency_lowr_buckets: Sequence[float] = LOWR_BUCKETS,
+    ) -> None:
+        self.app = app
+        self.excluded = frozenset(excluded_handlers)
+        self.group_status_codes = group_status_codes
+        self._inprogress = _inprogress_gauge(registry, prefix)
+        self._recorder = _recorder(registry, prefix, latency_highr_buckets, latency_lowr_buckets)
+        self._handlers: dict[tuple[str, str, str], str] = {}
+        self._statuses: dict[int, str] = {}
+
+    def _handler(self, scope: Scope) -> str:
+        key = (scope.get("root_path", ""), scope["path"], scope["method"])
+        handler = self._handlers.get(key)
+        if handler is None:
+            routes = getattr(scope.get("app"), "routes", None) or getattr(self.app, "routes", None) or ()
+            handler = route_template(scope, routes) or UNMATCHED
+            if len(self._handlers) >= ROUTE_CACHE_SIZE:
+                self._handlers.pop(next(iter(self._handlers)))
+            self._handlers[key] = handler
+        return handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        handler = self._handler(scope)
+        if handler in self.excluded:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        response_size = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_size
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                for name, value in message.get("headers", ()):
+                    if name == b"content-length" or name.lower() == b"content-length":
+                        response_size = _int(value)
+                        break
+            await send(message)
+
+        inprogress = self._inprogress
+        inprogress.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            inprogress.dec()
+            duration = time.perf_counter() - start
+            status_label = self._statuses.get(status)
+            if status_label is None:
+                status_label = self._statuses[status] = (
+                    f"{str(status)[0]}xx" if self.group_status_codes else str(status)
+                )
+            self._recorder.record(
+                (handler, scope["method"], status_label), _content_length(scope), response_size, max(duration, 0.0)
+            )
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _content_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return _int(value)
+    return 0

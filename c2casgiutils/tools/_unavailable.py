@@ -1,0 +1,36 @@
+"""Turn "broadcast or Redis unavailable" into a 503 that says why (no credential), for the admin tools."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Iterator
+
+from fastapi import HTTPException
+
+from c2casgiutils import broadcast, config, redis_utils
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether the error means Redis (hence the broadcast to the other processes) cannot be reached now."""
+    if isinstance(error, broadcast.BroadcastUnavailableError | OSError | TimeoutError):
+        return True
+    redis_exceptions = sys.modules.get("redis.exceptions")
+    return redis_exceptions is not None and isinstance(error, redis_exceptions.RedisError)
+
+
+@contextlib.contextmanager
+def unavailable_as_503(what: str) -> Iterator[None]:
+    """A 503 with the reason (and ``Retry-After``) when the broadcast cannot reach the other processes."""
+    try:
+        yield
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        retry_after = max(1, math.ceil(config.settings.broadcast.reconnect_delay_max.total_seconds()))
+        raise HTTPException(
+            503,
+            f"{what} needs the broadcast to every process, which is unavailable: {redis_utils.safe_error(error)}",
+            headers={"Retry-After": str(retry_after)},
+        ) from None
