@@ -46,7 +46,7 @@ def wait_subscribers(redis_url: str, channel: str, count: int, timeout: float = 
 class Workers:
     """``uvicorn tests.broadcast_apps.app:app --workers N`` in its own process group."""
 
-    def __init__(self, redis_url: str, workers: int = 3, env: dict[str, str] | None = None) -> None:
+    def __init__(self, redis_url: str | None, workers: int = 3, env: dict[str, str] | None = None) -> None:
         self.redis_url = redis_url
         self.workers = workers
         self.port = free_port()
@@ -61,7 +61,7 @@ class Workers:
     def start(self, wait_channel: str | None = "test_echo") -> None:
         env = {
             **os.environ,
-            "C2C__REDIS__URL": self.redis_url,
+            **({"C2C__REDIS__URL": self.redis_url} if self.redis_url else {}),
             "C2C__BROADCAST__SECRET": BROADCAST_SECRET,
             "C2C__AUTH__SECRET": AUTH_SECRET,
             "C2C__PROMETHEUS__PORT": "",
@@ -90,7 +90,7 @@ class Workers:
             start_new_session=True,
         )
         wait_port(self.port, timeout=40)
-        if wait_channel:
+        if wait_channel and self.redis_url:
             wait_subscribers(self.redis_url, wait_channel, self.workers)
 
     def stop(self) -> None:
@@ -120,7 +120,9 @@ class Workers:
 
 
 @contextlib.contextmanager
-def running_workers(redis_url: str, workers: int = 3, env: dict[str, str] | None = None) -> Iterator[Workers]:
+def running_workers(
+    redis_url: str | None, workers: int = 3, env: dict[str, str] | None = None
+) -> Iterator[Workers]:
     service = Workers(redis_url, workers, env)
     try:
         service.start()

@@ -361,3 +361,48 @@ def test_startup_in_a_new_event_loop_replaces_the_backend_of_a_closed_one(settin
     assert len(answers) == 1  # the listener of the closed loop is not counted as a receiver
     assert isinstance(answers[0], broadcast_types.BroadcastResponse)
     assert answers[0].payload == "answer"
+
+
+# ---------------------------------------------------------------------------------------------- presence
+
+
+async def test_expected_process_that_does_not_answer_is_reported_with_its_pid(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    await use_redis(settings, redis_server.url)
+    calls: list[int] = []
+    await broadcast.subscribe("presence_chan", lambda: calls.append(1) or "here")
+    ghost = {"hostname": "ghost-host", "pid": 999_999, "channels": ["broadcast_api_presence_chan"]}
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        # A process that announced itself for the channel but is not subscribed now (still reconnecting, or
+        # subscribed to the old master during a failover): the publish reaches fewer listeners than expected.
+        client.hset("broadcast_api___presence__", "ghost", json.dumps({**ghost, "expires": time.time() + 60}))
+        backend = broadcast._STATE.backend
+        started = time.monotonic()
+        answers = await broadcast.broadcast("presence_chan", expect_answers=True, timeout=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        client.hdel("broadcast_api___presence__", "ghost")
+        client.close()
+    assert answers is not None
+    assert [a.payload for a in answers if isinstance(a, broadcast_types.BroadcastResponse)] == ["here"]
+    missing = [a for a in answers if isinstance(a, MissingAnswer)]
+    assert [(m.hostname, m.pid, m.status) for m in missing] == [("ghost-host", 999_999, "timeout")]
+    assert getattr(backend, "republished", 0) >= 2  # published again while a listener was missing
+    assert calls == [1]  # a repeated attempt does not run the handler twice
+    assert elapsed < 10
+
+
+async def test_expired_presence_entry_is_not_expected(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    await use_redis(settings, redis_server.url)
+    await broadcast.subscribe("expired_chan", lambda: "here")
+    client = redis.Redis.from_url(redis_server.url)
+    gone = {"hostname": "gone", "pid": 1, "channels": ["broadcast_api_expired_chan"], "expires": time.time() - 1}
+    try:
+        client.hset("broadcast_api___presence__", "gone", json.dumps(gone))
+        answers = await broadcast.broadcast("expired_chan", expect_answers=True, timeout=5)
+    finally:
+        client.hdel("broadcast_api___presence__", "gone")
+        client.close()
+    assert answers is not None
+    assert len(answers) == 1
+    assert isinstance(answers[0], broadcast_types.BroadcastResponse)

@@ -147,13 +147,15 @@ async def test_killed_process_is_a_missing_answer_within_the_timeout(
     assert pids_of(answers) == before - {victim}
     assert elapsed < timeout + 2  # bounded by the timeout, not by the dead process
 
-    # uvicorn replaces the dead worker; the new one subscribes and answers.
+    # uvicorn replaces the dead worker; the new one subscribes and answers. The dead one is still in the
+    # presence table until its entry expires: it is reported missing (with its pid), never silently dropped.
     await asyncio.to_thread(wait_subscribers, redis_server.url, ECHO, 3)
-    answers = await broadcast.broadcast(ECHO, {"message": "after"}, expect_answers=True, timeout=10)
+    answers = await broadcast.broadcast(ECHO, {"message": "after"}, expect_answers=True, timeout=3)
     assert answers is not None
     after = pids_of(answers)
     assert len(after) == 3
     assert victim not in after
+    assert all(a.pid == victim for a in answers if isinstance(a, MissingAnswer))
 
 
 async def test_redis_restart_mid_test(own_redis_server, settings) -> None:  # type: ignore[no-untyped-def]

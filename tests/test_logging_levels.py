@@ -7,6 +7,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ import c2casgiutils
 from c2casgiutils import broadcast, redis_utils
 from c2casgiutils.tools import logging as tools_logging
 from tests.broadcast_fixtures import AUTH_SECRET, BROADCAST_SECRET, running_workers
+from tests.servers import RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 ADMIN = {"X-API-Key": AUTH_SECRET}
@@ -198,3 +200,74 @@ async def test_level_set_through_one_worker_is_effective_in_all_and_survives_a_r
         finally:
             await broadcast.shutdown()
             await redis_utils.cleanup()
+
+
+async def test_change_received_by_no_process_is_an_error_not_200(
+    client: httpx.AsyncClient,
+    settings,
+    redis_server,
+) -> None:
+    settings.redis.url = redis_server.url
+    await broadcast.startup()
+    await tools_logging.startup()
+    await broadcast.unsubscribe(tools_logging.BROADCAST_CHANNEL)  # nobody listens any more
+    name = unique_logger()
+    try:
+        response = await client.post("/c2c/logging/level", json={"name": name, "level": "ERROR"}, headers=ADMIN)
+    finally:
+        tools_logging._apply_everywhere = None  # subscribed again when next needed
+    assert response.status_code == 504, response.text
+    body = response.json()
+    assert body["processes"] == []
+    assert body["stored"] is True
+    assert "no process received" in body["detail"]
+    sync = redis.Redis.from_url(redis_server.url)
+    try:
+        assert sync.get(settings.tools.logging.redis_prefix + name) == b"ERROR"  # stored, as the answer says
+    finally:
+        sync.close()
+
+
+async def test_change_is_confirmed_by_the_replica_and_refused_on_a_replica(
+    client: httpx.AsyncClient,
+    settings,
+    own_redis_server,  # type: ignore[no-untyped-def]
+) -> None:
+    replica = RedisServer()
+    replica.start()
+    master = redis.Redis.from_url(own_redis_server.url)
+    replica_client = redis.Redis.from_url(replica.url)
+    try:
+        replica_client.execute_command("REPLICAOF", "127.0.0.1", str(own_redis_server.port))
+        deadline = asyncio.get_running_loop().time() + 20
+        while len(master.execute_command("ROLE")[2]) != 1:  # the master lists its replica
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        await broadcast.shutdown()
+        await redis_utils.cleanup()  # clients of another URL may be cached for this loop
+        settings.redis.url = own_redis_server.url
+        await broadcast.startup()
+        name = unique_logger()
+        response = await client.post("/c2c/logging/level", json={"name": name, "level": "INFO"}, headers=ADMIN)
+        assert response.status_code == 200, response.text
+        # WAIT made the answer wait for the replica: it has the value already.
+        assert replica_client.get(settings.tools.logging.redis_prefix + name) == b"INFO"
+        await broadcast.shutdown()
+        await redis_utils.cleanup()
+
+        # Pointed at a replica (a demoted master): it answers ROLE slave, the change is neither stored nor applied.
+        settings.redis.url = replica.url
+        settings.redis.connect_timeout = timedelta(seconds=0.5)
+        settings.redis.socket_timeout = timedelta(seconds=0.5)
+        await broadcast.startup()
+        other = unique_logger()
+        response = await client.post("/c2c/logging/level", json={"name": other, "level": "DEBUG"}, headers=ADMIN)
+        assert response.status_code == 503, response.text
+        assert "not stored" in response.json()["detail"]
+        assert "slave" in response.json()["detail"]
+        assert logging.getLogger(other).level == logging.NOTSET
+        assert master.get(settings.tools.logging.redis_prefix + other) is None
+    finally:
+        master.close()
+        replica_client.close()
+        replica.close()

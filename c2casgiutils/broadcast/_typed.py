@@ -76,7 +76,7 @@ class TypedFunction:
         }
         return self.func(**arguments)
 
-    def load_answer(self, raw: RawAnswer | None) -> BroadcastResponse[Any] | MissingAnswer:
+    def load_answer(self, raw: RawAnswer | MissingAnswer | None) -> BroadcastResponse[Any] | MissingAnswer:
         """Rebuild one answer with the function's return type (the caller side)."""
         return load_answer(raw, self.response_model, self.return_type)
 
@@ -88,11 +88,13 @@ def response_model_for(payload_type: Any) -> type[BroadcastResponse[Any]]:
 
 
 def load_answer(
-    raw: RawAnswer | None, response_model: type[BroadcastResponse[Any]], return_type: Any = Any
+    raw: RawAnswer | MissingAnswer | None, response_model: type[BroadcastResponse[Any]], return_type: Any = Any
 ) -> BroadcastResponse[Any] | MissingAnswer:
     """A raw answer as a BroadcastResponse, an ErrorAnswer, or a MissingAnswer (None)."""
     if raw is None:
         return MissingAnswer()
+    if isinstance(raw, MissingAnswer):
+        return raw
     if not raw.ok:
         return ErrorAnswer(
             hostname=raw.hostname,

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from pydantic_core import to_jsonable_python
 
+from c2casgiutils.broadcast.types import MissingAnswer
+
 _LOGGER = logging.getLogger(__name__)
 
 Callback = Callable[..., Any]
@@ -32,6 +34,7 @@ class RawAnswer(BaseModel):
     payload: Any = None
     error_type: str | None = None
     error_message: str | None = None
+    process: str | None = None  # the answering listener's token (``<host>.<pid>.<random>``), Redis only
 
 
 class ProcessIdentity(BaseModel):
@@ -92,11 +95,12 @@ class Registry:
 class Confirmation:
     """Awaitable result of subscribe/unsubscribe: await it to wait for the backend's confirmation (bounded).
 
-    It can also be dropped without awaiting (the change is then confirmed in the background): the object
-    creates no coroutine until awaited, so nothing warns.
+    The future resolves to True when the backend confirmed, False when the backend is not connected (the
+    change is applied when it connects: the wait ends at once instead of lasting the timeout). It can also
+    be dropped without awaiting: the object creates no coroutine until awaited, so nothing warns.
     """
 
-    def __init__(self, future: asyncio.Future[None] | None = None, timeout: float = 0.0, what: str = "") -> None:
+    def __init__(self, future: asyncio.Future[bool] | None = None, timeout: float = 0.0, what: str = "") -> None:
         self._future = future
         self._timeout = timeout
         self._what = what
@@ -105,12 +109,15 @@ class Confirmation:
         return self._wait().__await__()
 
     async def _wait(self) -> None:
-        if self._future is None or self._future.done():
+        if self._future is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._future), self._timeout)
+            confirmed = await asyncio.wait_for(asyncio.shield(self._future), self._timeout)
         except TimeoutError:
             _LOGGER.warning("%s not confirmed within %.1fs; it is retried in the background", self._what, self._timeout)
+            return
+        if not confirmed:
+            _LOGGER.info("%s is applied when the broadcast listener connects to Redis", self._what)
 
 
 class Backend(Protocol):
@@ -136,5 +143,5 @@ class Backend(Protocol):
         params: Mapping[str, Any],
         expect_answers: bool,
         timeout: float,  # noqa: ASYNC109 - the documented API takes a timeout
-    ) -> list[RawAnswer | None] | None:
-        """Send; with answers, one element per receiving process (None: no answer within ``timeout``)."""
+    ) -> list[RawAnswer | MissingAnswer | None] | None:
+        """Send; with answers, one element per process (a MissingAnswer or None: no answer within ``timeout``)."""

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from c2casgiutils.broadcast.interface import Confirmation, ProcessIdentity, RawAnswer, Registry
+from c2casgiutils.broadcast.types import MissingAnswer
 
 
 class LocalBackend:
@@ -38,7 +39,7 @@ class LocalBackend:
         params: Mapping[str, Any],
         expect_answers: bool,
         timeout: float,  # noqa: ASYNC109
-    ) -> list[RawAnswer | None] | None:
+    ) -> list[RawAnswer | MissingAnswer | None] | None:
         if channel not in self._registry:
             return [] if expect_answers else None
         try:

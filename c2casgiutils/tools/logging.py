@@ -7,6 +7,7 @@ overrides at start-up and after each reconnection to Redis. All the routes requi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -14,9 +15,11 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from c2casgiutils import auth, broadcast, config, redis_utils
+from c2casgiutils.broadcast._storage import NotStoredError, confirmed_write, write_bound
 from c2casgiutils.broadcast.types import BroadcastResponse, ErrorAnswer, MissingAnswer
 
 _LOGGER = logging.getLogger(__name__)
@@ -181,6 +184,7 @@ def _glob_escape(text: str) -> str:
 
 
 async def _store(name: str, level: str | None) -> None:
+    """Store (or remove) an override; with Redis, returns only once the current master confirmed it."""
     clients = redis_utils.get()
     if clients is None:
         if level is None:
@@ -189,9 +193,9 @@ async def _store(name: str, level: str | None) -> None:
             _MEMORY_OVERRIDES[name] = level
         return
     if level is None:
-        await clients.master.delete(_redis_key(name))
+        await confirmed_write(clients, "DEL", _redis_key(name), what=f"removal of the logging override of {name!r}")
     else:
-        await clients.master.set(_redis_key(name), level)
+        await confirmed_write(clients, "SET", _redis_key(name), level, what=f"logging override {name}={level}")
 
 
 async def _stored_overrides() -> dict[str, str]:
@@ -199,10 +203,11 @@ async def _stored_overrides() -> dict[str, str]:
     if clients is None:
         return dict(_MEMORY_OVERRIDES)
     prefix = config.settings.tools.logging.redis_prefix
-    keys = [key async for key in clients.replica.scan_iter(match=_glob_escape(prefix) + "*", count=500)]
+    # From the master: a change confirmed a moment ago must be seen, also during a failover.
+    keys = [key async for key in clients.master.scan_iter(match=_glob_escape(prefix) + "*", count=500)]
     if not keys:
         return {}
-    values = await clients.replica.mget(keys)
+    values = await clients.master.mget(keys)
     overrides: dict[str, str] = {}
     for key, value in zip(keys, values, strict=True):
         if value is None:
@@ -226,6 +231,10 @@ def _unavailable_as_503() -> Iterator[None]:
     """Redis down: a clear 503, nothing half-done hidden."""
     try:
         yield
+    except NotStoredError as error:
+        raise HTTPException(
+            503, f"Redis {redis_utils.describe()} is unavailable: the change is not stored and not applied ({error})"
+        ) from None
     except Exception as error:
         if isinstance(error, broadcast.BroadcastUnavailableError | OSError) or _is_redis_error(error):
             raise HTTPException(
@@ -253,10 +262,20 @@ async def _restore_logged() -> None:
 
 
 async def startup() -> None:
-    """Subscribe the level handler and restore the stored overrides (and again after each Redis reconnection)."""
-    await _everywhere()
+    """Subscribe the level handler and restore the stored overrides (and again after each Redis reconnection).
+
+    Bounded: when the broadcast listener is not connected (Redis down at start-up) nothing waits; the
+    restore runs when it connects.
+    """
     broadcast.on_connected(_restore_logged)
-    await _restore_logged()
+    await _everywhere()
+    if redis_utils.is_configured() and not broadcast.is_connected():
+        _LOGGER.info("Logging overrides are restored when the broadcast listener connects to Redis")
+        return
+    try:
+        await asyncio.wait_for(restore_overrides(), write_bound())
+    except Exception as error:
+        _LOGGER.warning("Could not restore the logging overrides from Redis %s: %s", redis_utils.describe(), error)
 
 
 # ---------------------------------------------------------------------------------------------- routes
@@ -270,15 +289,51 @@ async def get_level(
     return _state(_logger_name_or_422(name))
 
 
-@router.post("/logging/level")
-async def set_level(request: SetLevelRequest) -> LevelChangeResponse:
-    """Store an override and apply it in every process; the answer lists each process."""
+def _change_result(name: str, answers: list[BroadcastResponse[LevelResponse] | MissingAnswer]) -> Any:
+    """200 only when every process that should have the change confirmed it; otherwise 502/504 with the list."""
+    processes = [_process_answer(a) for a in answers]
+    body = LevelChangeResponse(**_state(name).model_dump(), processes=processes)
+    timeouts = [p for p in processes if p.status == "timeout"]
+    errors = [p for p in processes if p.status == "error"]
+    if processes and not timeouts and not errors:
+        return body
+    if not processes:
+        status, detail = 504, "Stored, but no process received the change"
+    elif timeouts:
+        status = 504
+        detail = f"Stored, but {len(timeouts)} of {len(processes)} processes did not confirm the change in time"
+    else:
+        status = 502
+        detail = f"Stored, but {len(errors)} of {len(processes)} processes failed to apply the change"
+    detail += "; they apply the stored value when they reconnect to Redis or restart"
+    return JSONResponse(status_code=status, content={"detail": detail, "stored": True, **body.model_dump()})
+
+
+async def _broadcast_change(name: str, level: str | None) -> Any:
+    try:
+        answers = await (await _everywhere())(name=name, level=level)
+    except broadcast.BroadcastUnavailableError as error:
+        detail = f"Stored, but not sent to the processes: {error}; they apply it when they reconnect to Redis"
+        body = LevelChangeResponse(**_state(name).model_dump(), processes=[])
+        return JSONResponse(status_code=502, content={"detail": detail, "stored": True, **body.model_dump()})
+    return _change_result(name, answers)
+
+
+_CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"description": "Stored, but not sent, or a process failed to apply it (body: detail and processes)"},
+    503: {"description": "Redis unavailable: not stored, not applied"},
+    504: {"description": "Stored, but some expected process did not confirm in time (body: detail and processes)"},
+}
+
+
+@router.post("/logging/level", response_model=LevelChangeResponse, responses=_CHANGE_RESPONSES)
+async def set_level(request: SetLevelRequest) -> Any:
+    """Store an override (confirmed on the Redis master) and apply it in every process; lists each process."""
     previous = _state(request.name)
     with _unavailable_as_503():
         await _store(request.name, request.level)
-        answers = await (await _everywhere())(name=request.name, level=request.level)
     _LOGGER.info("Logging level of %s changed from %s to %s", request.name, previous.level, request.level)
-    return LevelChangeResponse(**_state(request.name).model_dump(), processes=[_process_answer(a) for a in answers])
+    return await _broadcast_change(request.name, request.level)
 
 
 @router.get("/logging/overrides")
@@ -291,16 +346,15 @@ async def list_overrides() -> OverridesResponse:
     )
 
 
-@router.delete("/logging/overrides/{name}")
+@router.delete("/logging/overrides/{name}", response_model=LevelChangeResponse, responses=_CHANGE_RESPONSES)
 async def delete_override(
     name: Annotated[str, Path(min_length=1, max_length=_NAME_MAX_LENGTH, description="Logger name, or 'root'")],
-) -> LevelChangeResponse:
+) -> Any:
     """Remove an override: every process puts the logger back to its level from before the override."""
     name = _logger_name_or_422(name)
     with _unavailable_as_503():
         if name not in await _stored_overrides():
             raise HTTPException(404, f"no logging override for {name!r}")
         await _store(name, None)
-        answers = await (await _everywhere())(name=name, level=None)
     _LOGGER.info("Logging override of %s removed", name)
-    return LevelChangeResponse(**_state(name).model_dump(), processes=[_process_answer(a) for a in answers])
+    return await _broadcast_change(name, None)

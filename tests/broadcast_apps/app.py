@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import c2casgiutils
@@ -77,9 +78,12 @@ async def pid() -> dict[str, Any]:
     return {"pid": os.getpid(), "backend": broadcast.backend_name(), "connected": broadcast.is_connected()}
 
 
-@app.get("/echo")
-async def echo(message: str) -> list[dict[str, Any]]:
-    answers = await echo_handler(message=message)
+@app.get("/echo", response_model=None)
+async def echo(message: str) -> list[dict[str, Any]] | JSONResponse:
+    try:
+        answers = await echo_handler(message=message)
+    except broadcast.BroadcastUnavailableError as error:
+        return JSONResponse(status_code=503, content={"detail": str(error)})
     assert answers is not None
     result = []
     for answer in answers:
@@ -89,3 +93,16 @@ async def echo(message: str) -> list[dict[str, Any]]:
         else:
             result.append({"kind": type(answer).__name__, **answer.model_dump()})
     return result
+
+
+@app.get("/levels")
+async def levels(name: str) -> list[dict[str, Any]]:
+    """The level of logger ``name`` in every process (through the broadcast), with who answered."""
+    answers = await broadcast.broadcast(LEVEL_CHANNEL, {"name": name}, expect_answers=True, timeout=5)
+    assert answers is not None
+    return [
+        {"kind": "response", "pid": a.pid, **a.payload}
+        if isinstance(a, broadcast_types.BroadcastResponse)
+        else {"kind": type(a).__name__, "pid": a.pid}
+        for a in answers
+    ]
