@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from tests.servers import find_binary, free_port, wait_port, wait_port_closed
+from tests.servers import find_binary, free_port, stop_process, wait_port, wait_port_closed
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples" / "proxies"
@@ -49,17 +49,6 @@ def _replace(text: str, replacements: Mapping[str, str], source: str) -> str:
             raise AssertionError(f"{source}: expected {old!r} to put the test's value in its place")
         text = text.replace(old, new)
     return text
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 @dataclass(frozen=True)
@@ -146,7 +135,7 @@ class ServiceProcess:
         return self.log.read_text(errors="replace")
 
     def close(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -221,7 +210,7 @@ class Proxy:
         return "\n".join(parts)
 
     def close(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
         for port in (self.http_port, self.https_port):
             with contextlib.suppress(TimeoutError):

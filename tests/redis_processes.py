@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import missing
-from tests.servers import find_binary, free_port, wait_port
+from tests.servers import find_binary, free_port, stop_process, wait_port
 
 # A password with every character that must be percent-encoded in a URL.
 ACL_USER = "app"
@@ -56,13 +56,7 @@ class RedisProcess:
             raise
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process)
         self.process = None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from tests.servers import find_binary, free_port, wait_port, wait_port_closed
+from tests.servers import find_binary, free_port, stop_process, wait_port, wait_port_closed
 
 SERVICE = "c2cmaster"
 
@@ -42,13 +42,7 @@ class _Process:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            self.process.send_signal(sig)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+        stop_process(self.process, sig)
         self.process = None
         wait_port_closed(self.port)
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import missing
-from tests.servers import find_binary, free_port, wait_port, wait_port_closed
+from tests.servers import find_binary, free_port, stop_process, wait_port, wait_port_closed
 
 ROOT = Path(__file__).parent.parent.parent
 SCANNERS = Path(__file__).parent
@@ -53,17 +53,6 @@ def require_node_modules(*packages: str) -> Path:
         if not (NODE_MODULES / package / "package.json").exists():
             missing(f"npm package {package} (run {INSTALL_COMMAND})")
     return NODE_MODULES
-
-
-def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
 
 
 class TestCA:
@@ -179,7 +168,7 @@ class DefaultApp:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def close(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
         with contextlib.suppress(TimeoutError):
             wait_port_closed(self.port, timeout=5)
@@ -271,7 +260,7 @@ http {{
         )
 
     def close(self) -> None:
-        _stop(self.process)
+        stop_process(self.process)
         self.process = None
         with contextlib.suppress(TimeoutError):
             wait_port_closed(self.port, timeout=5)
