@@ -81,7 +81,9 @@ async def _replication_info(clients: redis_utils.RedisClients, address: tuple[st
     except Exception as error:
         if isinstance(error, asyncio.CancelledError):
             raise
-        _LOGGER.debug("Could not read the replication state of %s:%s: %s", address[0], address[1], error)
+        _LOGGER.debug(
+            "Could not read the replication state of %s:%s: %s", address[0], address[1], redis_utils.safe_error(error)
+        )
         return None
     finally:
         await client.aclose()
@@ -198,7 +200,7 @@ async def confirmed_write(
                 last_error = error
                 break
             last_error = error
-            _LOGGER.debug("Redis %s not confirmed (attempt %d): %s", what, attempts, error)
+            _LOGGER.debug("Redis %s not confirmed (attempt %d): %s", what, attempts, redis_utils.safe_error(error))
         await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
         delay = min(delay * 2, _MAX_RETRY_DELAY)
     reason = f"{type(last_error).__name__}: {last_error}" if last_error is not None else "no attempt finished"

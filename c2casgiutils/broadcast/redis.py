@@ -256,7 +256,9 @@ class RedisBackend:
                 else:
                     await pubsub.unsubscribe(redis_channel)
             except Exception as error:  # the listener sees the broken connection and resubscribes everything
-                _LOGGER.info("Broadcast: could not (un)subscribe %s now: %s", redis_channel, error)
+                _LOGGER.info(
+                    "Broadcast: could not (un)subscribe %s now: %s", redis_channel, redis_utils.safe_error(error)
+                )
                 return
         if subscribe and self.connected:
             await self._announce_logged()
@@ -284,7 +286,7 @@ class RedisBackend:
         try:
             await self._announce()
         except Exception as error:
-            _LOGGER.debug("Broadcast: could not refresh the presence entry: %s", error)
+            _LOGGER.debug("Broadcast: could not refresh the presence entry: %s", redis_utils.safe_error(error))
 
     async def _read_presence(self) -> dict[str, _presence.Peer]:
         try:
@@ -292,7 +294,7 @@ class RedisBackend:
         except Exception as error:
             if isinstance(error, asyncio.CancelledError):
                 raise
-            _LOGGER.debug("Broadcast: could not read the presence table: %s", error)
+            _LOGGER.debug("Broadcast: could not read the presence table: %s", redis_utils.safe_error(error))
             return dict(self._presence.remembered)
         peers = _presence.decode(raw)
         self._presence.update(peers)
@@ -330,7 +332,7 @@ class RedisBackend:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self._note_lost(f"{type(error).__name__}: {error}")
+                self._note_lost(redis_utils.safe_error(error))
             if self.connected:
                 delay = _FIRST_RECONNECT_DELAY
             self._connected.clear()
@@ -455,7 +457,7 @@ class RedisBackend:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                _LOGGER.debug("Broadcast: maintenance failed: %s", error)
+                _LOGGER.debug("Broadcast: maintenance failed: %s", redis_utils.safe_error(error))
 
     async def _follow_master(self) -> None:
         get_master_address = getattr(self._master.connection_pool, "get_master_address", None)
@@ -531,7 +533,7 @@ class RedisBackend:
         except Exception as error:
             if isinstance(error, asyncio.CancelledError):
                 raise
-            _LOGGER.warning("Broadcast: could not send the answer on %s: %s", reply, error)
+            _LOGGER.warning("Broadcast: could not send the answer on %s: %s", reply, redis_utils.safe_error(error))
 
     # ------------------------------------------------------------------ publishing
 
@@ -557,7 +559,9 @@ class RedisBackend:
         try:
             return await self._publish(redis_channel, self._frame(redis_channel, request, attempt))
         except BroadcastUnavailableError as error:
-            _LOGGER.debug("Broadcast: attempt %d on %s not sent: %s", attempt, redis_channel, error)
+            _LOGGER.debug(
+                "Broadcast: attempt %d on %s not sent: %s", attempt, redis_channel, redis_utils.safe_error(error)
+            )
             return None
 
     async def _deliver_in_background(self, redis_channel: str, request: dict[str, Any], receivers: int) -> None:

@@ -233,12 +233,14 @@ def _unavailable_as_503() -> Iterator[None]:
         yield
     except NotStoredError as error:
         raise HTTPException(
-            503, f"Redis {redis_utils.describe()} is unavailable: the change is not stored and not applied ({error})"
+            503,
+            f"Redis {redis_utils.describe()} is unavailable: the change is not stored and not applied "
+            f"({redis_utils.safe_text(str(error))})",
         ) from None
     except Exception as error:
         if isinstance(error, broadcast.BroadcastUnavailableError | OSError) or _is_redis_error(error):
             raise HTTPException(
-                503, f"Redis {redis_utils.describe()} is unavailable: {type(error).__name__}: {error}"
+                503, f"Redis {redis_utils.describe()} is unavailable: {redis_utils.safe_error(error)}"
             ) from None
         raise
 
@@ -258,7 +260,11 @@ async def _restore_logged() -> None:
     try:
         await restore_overrides()
     except Exception as error:
-        _LOGGER.warning("Could not restore the logging overrides from Redis %s: %s", redis_utils.describe(), error)
+        _LOGGER.warning(
+            "Could not restore the logging overrides from Redis %s: %s",
+            redis_utils.describe(),
+            redis_utils.safe_error(error),
+        )
 
 
 async def startup() -> None:
@@ -275,7 +281,11 @@ async def startup() -> None:
     try:
         await asyncio.wait_for(restore_overrides(), write_bound())
     except Exception as error:
-        _LOGGER.warning("Could not restore the logging overrides from Redis %s: %s", redis_utils.describe(), error)
+        _LOGGER.warning(
+            "Could not restore the logging overrides from Redis %s: %s",
+            redis_utils.describe(),
+            redis_utils.safe_error(error),
+        )
 
 
 # ---------------------------------------------------------------------------------------------- routes
@@ -313,7 +323,10 @@ async def _broadcast_change(name: str, level: str | None) -> Any:
     try:
         answers = await (await _everywhere())(name=name, level=level)
     except broadcast.BroadcastUnavailableError as error:
-        detail = f"Stored, but not sent to the processes: {error}; they apply it when they reconnect to Redis"
+        detail = (
+            f"Stored, but not sent to the processes: {redis_utils.safe_text(str(error))}; "
+            "they apply it when they reconnect to Redis"
+        )
         body = LevelChangeResponse(**_state(name).model_dump(), processes=[])
         return JSONResponse(status_code=502, content={"detail": detail, "stored": True, **body.model_dump()})
     return _change_result(name, answers)
