@@ -545,7 +545,7 @@ class RedisBackend:
                 raise
             raise BroadcastUnavailableError(
                 f"broadcast on {redis_channel!r} not sent: Redis {redis_utils.describe()} is unreachable "
-                f"({type(error).__name__}: {error})"
+                f"({redis_utils.safe_error(error)})"
             ) from error
         return int(receivers)
 
