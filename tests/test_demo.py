@@ -172,3 +172,122 @@ def test_demo_with_redis_broadcasts_to_every_worker(tmp_path: Path, redis_server
         assert len({answer["pid"] for answer in answers}) == 2
     finally:
         server.stop()
+
+
+def _demo_layout(tmp_path: Path) -> Path:
+    """A copy of the repository's layout for ``scripts/demo``: its ``.venv/bin/python`` skips ``pip install``
+    (the checkout's environment is already set up, and must not be reinstalled under the other tests) and runs
+    everything else in the real interpreter."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "demo").write_bytes((ROOT / "scripts" / "demo").read_bytes())
+    (repo / "scripts" / "demo").chmod(0o755)
+    (repo / "examples").symlink_to(ROOT / "examples")
+    bin_dir = repo / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "uvicorn").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m uvicorn "$@"\n')
+    (bin_dir / "uvicorn").chmod(0o755)
+    (bin_dir / "python").write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    return repo
+
+
+def _read_demo_banner(process: subprocess.Popen[str], deadline: float) -> dict[str, str]:
+    """The admin URL and secret that scripts/demo prints before it starts uvicorn."""
+    assert process.stdout is not None
+    found: dict[str, str] = {}
+    seen: list[str] = []
+    while len(found) < 2:
+        assert time.monotonic() < deadline, "scripts/demo printed no admin URL and secret:\n" + "".join(seen)
+        line = process.stdout.readline()
+        assert line or process.poll() is None, "scripts/demo exited:\n" + "".join(seen)
+        seen.append(line)
+        if line.startswith("Admin page: "):
+            found["url"] = line.removeprefix("Admin page: ").strip()
+        elif line.startswith("Admin secret "):
+            found["secret"] = line.rsplit(": ", 1)[1].strip()
+    return found
+
+
+def test_demo_script_opens_the_admin_page_with_a_secret_of_its_own(tmp_path: Path) -> None:
+    """``scripts/demo`` with no auth configured: it prints the admin URL and a random secret that opens it."""
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("C2C__", "DEMO_", "PROMETHEUS_MULTIPROC_DIR"))}
+    env.update(
+        DEMO_PORT=str(port),
+        C2C__PROMETHEUS__PORT=str(metrics_port),
+        DEMO_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}",
+    )
+    repo = _demo_layout(tmp_path)
+    secrets: list[str] = []
+    for _ in range(2):  # two runs: each makes its own secret
+        process = subprocess.Popen(
+            [str(repo / "scripts" / "demo")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )
+        try:
+            banner = _read_demo_banner(process, time.monotonic() + 60)
+            assert banner["url"] == f"http://127.0.0.1:{port}/c2c/"
+            secret = banner["secret"]
+            assert len(secret) >= 32
+            secrets.append(secret)
+            wait_port(port, timeout=60)
+            with httpx.Client(timeout=10) as anonymous:
+                status = anonymous.get(f"http://127.0.0.1:{port}/c2c/auth/status").json()
+                assert status["auth_type"] == "secret"
+                assert status["is_admin"] is False
+                closed = anonymous.get(f"http://127.0.0.1:{port}/c2c/logging/level", params={"name": "root"})
+                assert closed.status_code in (401, 403)
+                page = anonymous.get(banner["url"])
+                assert page.status_code == 200
+                assert "The admin tools are closed" not in page.text
+            with httpx.Client(timeout=10, base_url=f"http://127.0.0.1:{port}") as admin:
+                wrong = admin.post("/c2c/auth/login", json={"secret": secret + "x"})
+                assert wrong.status_code == 401
+                login = admin.post("/c2c/auth/login", json={"secret": secret})
+                assert login.status_code < 400, login.text
+                assert admin.get("/c2c/auth/status").json()["is_admin"] is True
+                levels = admin.get("/c2c/logging/level", params={"name": "root"})
+                assert levels.status_code == 200, levels.text
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+    assert secrets[0] != secrets[1]
+
+
+def test_demo_script_keeps_a_configured_secret(tmp_path: Path) -> None:
+    """With C2C__AUTH__SECRET set, scripts/demo makes none and prints none."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("C2C__", "DEMO_", "PROMETHEUS_MULTIPROC_DIR"))}
+    env.update(
+        DEMO_PORT=str(port),
+        C2C__PROMETHEUS__PORT=str(free_port()),
+        C2C__AUTH__SECRET="a-secret-chosen-by-the-user-0123456789",
+        C2C__AUTH__JWT__COOKIE__SECURE="false",  # plain HTTP
+        DEMO_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'demo.sqlite3'}",
+    )
+    repo = _demo_layout(tmp_path)
+    log = tmp_path / "demo.log"
+    with log.open("w", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            [str(repo / "scripts" / "demo")], env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_port(port, timeout=60)
+        with httpx.Client(timeout=10, base_url=f"http://127.0.0.1:{port}") as admin:
+            assert admin.post("/c2c/auth/login", json={"secret": env["C2C__AUTH__SECRET"]}).status_code < 400
+            assert admin.get("/c2c/auth/status").json()["is_admin"] is True
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    assert "Admin secret" not in log.read_text(encoding="utf-8")

@@ -18,6 +18,7 @@ import sys
 import time
 import tomllib
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +73,13 @@ def cookiecutter(output: Path, *args: str, template: str | None = None) -> subpr
     return subprocess.run(command, env=clean_env(), capture_output=True, text=True, timeout=60, check=False)
 
 
-def generate(output: Path, *, database: bool, redis: bool, from_repository: bool = False) -> Path:
-    """Generate the demo project, from ``scaffold/`` or as ``cookiecutter <repo> --directory scaffold``."""
+def generate(
+    output: Path, *, database: bool, redis: bool, from_repository: bool = False, requirement: str | None = None
+) -> Path:
+    """Generate the demo project, from ``scaffold/`` or as ``cookiecutter <checkout> --directory scaffold``."""
     args = [f"project_slug={SLUG}", f"database={'yes' if database else 'no'}", f"redis={'yes' if redis else 'no'}"]
+    if requirement is not None:
+        args.append(f"c2casgiutils_requirement={requirement}")
     if from_repository:
         result = cookiecutter(output, *args, "--directory", "scaffold", template=str(REPO_ROOT))
     else:
@@ -116,6 +121,31 @@ def test_description_with_quotes_is_refused(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "Invalid project_description" in result.stderr
     assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "requirement", ["other-package>=1.0", 'c2casgiutils[all]>="1.0"', "c2casgiutils @", "c2casgiutils[all] >= 1\\"]
+)
+def test_invalid_c2casgiutils_requirement_is_refused(tmp_path: Path, requirement: str) -> None:
+    result = cookiecutter(tmp_path / "out", f"project_slug={SLUG}", f"c2casgiutils_requirement={requirement}")
+    assert result.returncode != 0
+    assert f"Invalid c2casgiutils_requirement {requirement!r}" in result.stderr
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_direct_reference_requirement_goes_into_a_buildable_project(tmp_path: Path) -> None:
+    """``c2casgiutils_requirement`` may name a wheel file: hatchling builds the project with that reference."""
+    requirement = "c2casgiutils[all] @ file:///somewhere/dist/c2casgiutils-1.0.0-py3-none-any.whl"
+    project = generate(tmp_path / "out", database=False, redis=False, requirement=requirement)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["project"]["dependencies"][0] == requirement
+    assert pyproject["tool"]["hatch"]["metadata"]["allow-direct-references"] is True
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path / "dist"), "."],
+        cwd=project, timeout=120)
+    (built,) = (tmp_path / "dist").glob(f"{SLUG}-0.1.0-*.whl")
+    with zipfile.ZipFile(built) as archive:
+        metadata = archive.read(f"{SLUG}-0.1.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: c2casgiutils[all] @ file:///somewhere/dist/c2casgiutils-1.0.0-py3-none-any.whl" in metadata
 
 
 @pytest.mark.parametrize("database", [True, False], ids=["database", "no-database"])
@@ -177,35 +207,70 @@ def test_scaffold_requires_the_version_it_comes_with() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def readme_block(project: Path, heading: str, first_line: str) -> list[str]:
+    """The command lines of the ``bash`` block that starts with ``first_line`` under ``## heading``."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = [block.strip().splitlines() for block in re.findall(r"```bash\n(.*?)```", section, flags=re.DOTALL)]
+    (block,) = [lines for lines in blocks if lines[0].startswith(first_line)]
+    return block
+
+
+def run_readme_line(line: str, project: Path, timeout: float = 600) -> str:
+    """One command line of the generated README, verbatim, in the project, with nothing activated."""
+    return run(["bash", "-c", f"set -euo pipefail\n{line}"], cwd=project, timeout=timeout)
+
+
 @dataclass
 class Generated:
-    venv_bin: Path
     full: Path  # database and Redis on
     minimal: Path  # database and Redis off
+    wheel: Path  # c2casgiutils built from this checkout, the projects' c2casgiutils_requirement
 
-    def env(self, **extra: str) -> dict[str, str]:
+    @staticmethod
+    def bin(project: Path) -> Path:
+        """The project's own virtual environment, made by its README's commands."""
+        return project / ".venv" / "bin"
+
+    @property
+    def venv_bin(self) -> Path:
+        return self.bin(self.full)
+
+    def env(self, project: Path | None = None, **extra: str) -> dict[str, str]:
+        venv_bin = self.bin(project or self.full)
         return clean_env(
-            PATH=f"{self.venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-            VIRTUAL_ENV=str(self.venv_bin.parent),
-            **extra,
+            PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(venv_bin.parent), **extra
         )
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Generated:
-    """Both variants generated and installed, with this checkout of c2casgiutils, in one fresh venv."""
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """c2casgiutils built from this checkout, as ``scripts/build`` does (``python -m build``)."""
+    out = tmp_path_factory.mktemp("wheel")
+    run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(REPO_ROOT)], cwd=out,
+        timeout=300)
+    (built,) = out.glob(f"c2casgiutils-{c2casgiutils.__version__}-py3-none-any.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Generated:
+    """Both variants generated with ``c2casgiutils_requirement`` pointing at the wheel, each set up by the
+    commands of its own README (venv, install with the dev extra, migrations), verbatim, one after the other.
+
+    Nothing is installed by hand: the README's ``pip install -e '.[dev]'`` brings c2casgiutils from the
+    wheel and everything else from the package index (or pip's cache).
+    """
     base = tmp_path_factory.mktemp("scaffold")
-    full = generate(base / "full", database=True, redis=True, from_repository=True)
-    minimal = generate(base / "minimal", database=False, redis=False)
-    venv = base / "venv"
-    run([sys.executable, "-m", "venv", str(venv)], cwd=base, timeout=120)
-    venv_bin = venv / "bin"
-    # c2casgiutils is installed once from this checkout; the projects are installed editable like a
-    # developer would, the second one without resolving again what the first brought.
-    pip = [str(venv_bin / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "--progress-bar=off"]
-    run([*pip, f"{REPO_ROOT}[all]", "-e", f"{full}[dev]"], cwd=base, timeout=420)
-    run([*pip, "--no-deps", "-e", str(minimal)], cwd=base, timeout=120)
-    return Generated(venv_bin=venv_bin, full=full, minimal=minimal)
+    requirement = f"c2casgiutils[all] @ {wheel.as_uri()}"
+    full = generate(base / "full", database=True, redis=True, from_repository=True, requirement=requirement)
+    minimal = generate(base / "minimal", database=False, redis=False, requirement=requirement)
+    for project in (full, minimal):
+        setup = readme_block(project, "Run", "python3 -m venv")
+        assert "uvicorn" in setup[-1], setup
+        for line in setup[:-1]:  # the last one serves: test_*_runs_on_embedded_defaults run it
+            run_readme_line(line, project)
+    return Generated(full=full, minimal=minimal, wheel=wheel)
 
 
 @dataclass
@@ -240,11 +305,12 @@ def start_service(tmp_path: Path) -> Iterator:
     """Start a generated service with uvicorn as the Dockerfile does; every one is stopped at the end."""
     services: list[Service] = []
 
-    def start(generated: Generated, project: Path, *, workers: int = 1, **env: str) -> Service:
+    def start(generated: Generated, project: Path, *, workers: int = 1, readme: bool = False, **env: str) -> Service:
+        """With ``readme``: the README's own uvicorn command instead, verbatim but for its port."""
         port, metrics_port = free_port(), free_port()
         log_path = tmp_path / f"uvicorn-{port}.log"
         command = [
-            str(generated.venv_bin / "uvicorn"),
+            str(generated.bin(project) / "uvicorn"),
             f"{SLUG}.main:app",
             "--host=127.0.0.1",
             f"--port={port}",
@@ -253,11 +319,19 @@ def start_service(tmp_path: Path) -> Iterator:
             "--forwarded-allow-ips=127.0.0.1",
             f"--workers={workers}",
         ]
+        process_env = generated.env(project, C2C__PROMETHEUS__PORT=str(metrics_port), **env)
+        if readme:
+            line = readme_block(project, "Run", "python3 -m venv")[-1]
+            assert " --port 8080 " in line, line
+            # A free port instead of 8080, which something else on the machine may hold.
+            # bash runs the one command in its place (the stop signal goes to the whole process group anyway).
+            command = ["bash", "-c", line.replace(" --port 8080 ", f" --port {port} ")]
+            process_env = clean_env(C2C__PROMETHEUS__PORT=str(metrics_port), **env)
         with log_path.open("w", encoding="utf-8") as log:
             process = subprocess.Popen(
                 command,
                 cwd=project,
-                env=generated.env(C2C__PROMETHEUS__PORT=str(metrics_port), **env),
+                env=process_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 text=True,
@@ -327,20 +401,26 @@ def scraped_requests(service: Service, handler: str, expected: float) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["full", "minimal"])
 def test_generated_project_passes_its_own_tests_ruff_and_mypy(generated: Generated, variant: str) -> None:
+    """The README's "Test and lint" commands, verbatim, in the environment its "Run" commands made."""
     project = getattr(generated, variant)
-    output = run(
-        [str(generated.venv_bin / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=project,
-        env=generated.env(),
-        timeout=300,
-    )
+    pytest_line, ruff_line, mypy_line = readme_block(project, "Test and lint", ".venv/bin/pytest")
+    assert pytest_line == ".venv/bin/pytest"
+    output = run_readme_line(pytest_line, project, timeout=300)
     summary = output.strip().splitlines()[-1]
     # None failed, skipped or in error (a warning from a newer dependency is not the scaffold's failure).
-    assert re.fullmatch(r"\d+ passed(, \d+ warnings?)? in [\d.]+s", summary), summary
-    run([str(generated.venv_bin / "ruff"), "check", "--no-cache", "."], cwd=project, env=generated.env())
-    run([str(generated.venv_bin / "ruff"), "format", "--no-cache", "--check", "."], cwd=project, env=generated.env())
-    mypy_output = run([str(generated.venv_bin / "mypy")], cwd=project, env=generated.env(), timeout=300)
+    assert re.fullmatch(r"=* ?\d+ passed(, \d+ warnings?)? in [\d.]+s( \([\d:]+\))? ?=*", summary), summary
+    assert ruff_line == ".venv/bin/ruff check . && .venv/bin/ruff format --check ."
+    run_readme_line(ruff_line, project)
+    assert mypy_line == ".venv/bin/mypy"
+    mypy_output = run_readme_line(mypy_line, project, timeout=300)
     assert mypy_output.startswith("Success: no issues found"), mypy_output
+    # c2casgiutils came from the wheel of this checkout, as c2casgiutils_requirement says.
+    direct_url = run(
+        [str(generated.bin(project) / "python"), "-c",
+         "import importlib.metadata as m; print(m.distribution('c2casgiutils').read_text('direct_url.json'))"],
+        cwd=project,
+    )
+    assert json.loads(direct_url)["url"] == generated.wheel.as_uri()
 
 
 @pytest.mark.slow
@@ -431,7 +511,9 @@ def test_full_service_on_postgresql_and_redis(
 def test_autogenerated_migration_applies_and_passes_the_lint(generated: Generated, tmp_path: Path) -> None:
     """The README's workflow: change a model, ``alembic revision --autogenerate``, upgrade, lint."""
     project = tmp_path / SLUG
-    shutil.copytree(generated.full, project, ignore=shutil.ignore_patterns("*.db", "__pycache__", ".mypy_cache"))
+    shutil.copytree(
+        generated.full, project, ignore=shutil.ignore_patterns(".venv", "*.db", "__pycache__", ".mypy_cache")
+    )
     with (project / SLUG / "models.py").open("a", encoding="utf-8") as models:
         models.write(
             '\n\nclass Tag(Base):\n    """A tag."""\n\n    __tablename__ = "tag"\n\n'
@@ -453,10 +535,17 @@ def test_autogenerated_migration_applies_and_passes_the_lint(generated: Generate
 
 @pytest.mark.slow
 def test_full_service_runs_on_embedded_defaults(generated: Generated, start_service) -> None:
-    """The default SQLite URL, no Redis (only the metrics port is set, to a free one): the README's commands."""
-    run([str(generated.venv_bin / "alembic"), "upgrade", "head"], cwd=generated.full, env=generated.env())
-    assert (generated.full / f"{SLUG}.db").is_file()
-    service = start_service(generated, generated.full)
+    """The README's commands: migrated by them on the default SQLite file, served by its uvicorn command.
+
+    No Redis; only the metrics port is set, to a free one.
+    """
+    assert (generated.full / f"{SLUG}.db").is_file()  # README's `alembic upgrade head` (the fixture)
+    service = start_service(generated, generated.full, readme=True)
+
+    hello = httpx.get(f"{service.url}/api/hello", timeout=10)
+    assert hello.status_code == 200, hello.text
+    assert "Strict-Transport-Security" not in hello.headers  # C2C__HTTP=true
+    assert scraped_requests(service, "/api/hello", 1) == 1
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
@@ -485,7 +574,8 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
     healthcheck = dockerfile_healthcheck(generated.minimal)
     healthcheck = [part.replace("127.0.0.1:8080", f"127.0.0.1:{service.port}") for part in healthcheck]
     assert healthcheck[0] == "python"
-    run([str(generated.venv_bin / "python"), *healthcheck[1:]], cwd=generated.minimal, env=generated.env(), timeout=30)
+    minimal_python = str(generated.bin(generated.minimal) / "python")
+    run([minimal_python, *healthcheck[1:]], cwd=generated.minimal, env=generated.env(generated.minimal), timeout=30)
     assert service.stop(), service.logs()
     assert not any(line.startswith("{") for line in service.logs().splitlines()), "text logs by default"
     assert "Application shutdown complete." in service.logs()

@@ -13,6 +13,7 @@ import sys
 # tojson: any answer, even one with quotes, renders as a valid Python string literal.
 SLUG = {{ cookiecutter.project_slug | tojson }}
 DESCRIPTION = {{ cookiecutter.project_description | tojson }}
+REQUIREMENT = {{ cookiecutter.c2casgiutils_requirement | tojson }}
 
 # Lowercase words separated by single underscores: "__" is the nested-settings delimiter.
 SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
@@ -68,6 +69,22 @@ def description_problem(description: str) -> str | None:
     return None
 
 
+# "c2casgiutils", optional extras, then a version specifier or "@ <url>" (PEP 508, as pip reads it).
+REQUIREMENT_PATTERN = re.compile(r"c2casgiutils\s*(?:\[[A-Za-z0-9_,\s-]*\])?\s*(?:(?:[<>=!~]=?|===).*|@\s*\S+)?")
+
+
+def requirement_problem(requirement: str) -> str | None:
+    """Why the c2casgiutils requirement cannot be used, or None when it is fine."""
+    if any(character in requirement for character in '"\\') or any(ord(c) < 32 for c in requirement):
+        return "it must be one line without double quotes or backslashes (it goes into pyproject.toml)"
+    if not REQUIREMENT_PATTERN.fullmatch(requirement.strip()):
+        return (
+            "expected a requirement of the package c2casgiutils, e.g. 'c2casgiutils[all]>=1.0.0' or "
+            "'c2casgiutils[all] @ file:///path/to/c2casgiutils-1.0.0-py3-none-any.whl'"
+        )
+    return None
+
+
 def main() -> int:
     problems = []
     slug_error = slug_problem(SLUG)
@@ -76,6 +93,9 @@ def main() -> int:
     description_error = description_problem(DESCRIPTION)
     if description_error:
         problems.append(f"Invalid project_description {DESCRIPTION!r}: {description_error}.")
+    requirement_error = requirement_problem(REQUIREMENT)
+    if requirement_error:
+        problems.append(f"Invalid c2casgiutils_requirement {REQUIREMENT!r}: {requirement_error}.")
     for problem in problems:
         print(f"ERROR: {problem}", file=sys.stderr)
     return 1 if problems else 0
