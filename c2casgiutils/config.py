@@ -232,6 +232,12 @@ class Redis(BaseModel):
                 "C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing: "
                 "Sentinel needs the name of the monitored master"
             )
+        if self.sentinels and self.url:
+            raise ValueError(
+                "C2C__REDIS__URL and C2C__REDIS__SENTINELS are both set: set C2C__REDIS__URL for one Redis, or "
+                "C2C__REDIS__SENTINELS with C2C__REDIS__SERVICENAME for Sentinel (the master's password then goes "
+                "in C2C__REDIS__OPTIONS, e.g. 'password=...')"
+            )
         from c2casgiutils import _redis_options  # noqa: PLC0415 - kept out of the import of the settings
 
         _redis_options.resolve(self)  # URL, TLS and database checks; the messages never show a credential

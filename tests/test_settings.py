@@ -104,6 +104,18 @@ def test_sentinels_without_servicename_is_a_clear_error(monkeypatch: pytest.Monk
         load_settings()
 
 
+def test_url_and_sentinels_together_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Sentinel would win and the URL (and its password) would be silently ignored.
+    monkeypatch.setenv("C2C__REDIS__URL", "redis://:s3cret-pw@127.0.0.1:6379/0")
+    monkeypatch.setenv("C2C__REDIS__SENTINELS", "127.0.0.1:26379")
+    monkeypatch.setenv("C2C__REDIS__SERVICENAME", "mymaster")
+    with pytest.raises(SettingsError, match="C2C__REDIS__URL and C2C__REDIS__SENTINELS are both set") as raised:
+        load_settings()
+    assert "s3cret-pw" not in str(raised.value)
+    monkeypatch.delenv("C2C__REDIS__URL")
+    assert load_settings().redis.sentinels == "127.0.0.1:26379"
+
+
 def test_several_errors_are_all_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("C2C__REDIS__DB", "x")
     monkeypatch.setenv("C2C__HTTP", "x")
