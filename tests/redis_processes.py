@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import missing
@@ -77,6 +78,17 @@ def server_args(directory: str, port: int, *extra: str) -> list[str]:
 def acl_args() -> list[str]:
     """An ACL user with a password full of URL-special characters; the default user disabled."""
     return ["--user", ACL_USER, "on", f">{ACL_PASSWORD}", "~*", "&*", "+@all", "--user", "default", "off"]
+
+
+def acl_redis(name: str) -> Iterator[RedisProcess]:
+    """A redis-server with the ACL user of :func:`acl_args` (default user off): the body of a fixture."""
+    directory = TemporaryDirectory(f"c2c-redis-{name}-")
+    port = free_port()
+    server = RedisProcess(server_args(directory.path, port, *acl_args()), port)
+    server.start()
+    yield server
+    server.stop()
+    directory.close()
 
 
 class TlsFiles:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import RedisServer, free_port, wait_port
+from tests.servers import RedisServer, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "examples" / "demo"
@@ -64,13 +64,7 @@ class DemoServer:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
 
     def stop(self) -> str:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, signal.SIGINT, grace=30)
         assert self.process.stdout is not None
         return self.process.stdout.read().decode(errors="replace")
 

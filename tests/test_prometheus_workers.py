@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import missing
-from tests.servers import find_binary, free_port, wait_port
+from tests.servers import find_binary, free_port, stop_process, wait_port
 
 ROOT = Path(__file__).parent.parent
 WORKERS = 3
@@ -152,13 +152,7 @@ class Service:
         return httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stop_process(self.process, signal.SIGINT, grace=30)
         self.log.close()
 
     def output(self) -> str:

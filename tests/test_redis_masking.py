@@ -16,7 +16,15 @@ from fastapi import FastAPI
 
 import c2casgiutils
 from c2casgiutils import _sensitive, config, health_checks, redis_utils
-from tests.redis_processes import ACL_PASSWORD, ACL_USER, RedisProcess, TemporaryDirectory, acl_args, server_args
+from tests.redis_processes import (
+    ACL_PASSWORD,
+    ACL_USER,
+    RedisProcess,
+    TemporaryDirectory,
+    acl_args,
+    acl_redis,
+    server_args,
+)
 from tests.servers import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -139,13 +147,7 @@ def all_logs() -> Iterator[_Collect]:
 
 @pytest.fixture
 def acl_server() -> Iterator[RedisProcess]:
-    directory = TemporaryDirectory("c2c-redis-mask-")
-    port = free_port()
-    server = RedisProcess(server_args(directory.path, port, *acl_args()), port)
-    server.start()
-    yield server
-    server.stop()
-    directory.close()
+    yield from acl_redis("mask")
 
 
 @pytest.fixture(params=["user-info", "query"])

@@ -23,6 +23,7 @@ from tests.redis_processes import (
     TemporaryDirectory,
     TlsFiles,
     acl_args,
+    acl_redis,
     free_port,
     server_args,
 )
@@ -52,13 +53,7 @@ def tls_server(tls_files: TlsFiles) -> Iterator[RedisProcess]:
 @pytest.fixture(scope="module")
 def acl_server() -> Iterator[RedisProcess]:
     """Plain TCP, with the ACL user and the default user disabled."""
-    directory = TemporaryDirectory("c2c-redis-acl-")
-    port = free_port()
-    server = RedisProcess(server_args(directory.path, port, *acl_args()), port)
-    server.start()
-    yield server
-    server.stop()
-    directory.close()
+    yield from acl_redis("acl")
 
 
 @pytest.fixture
