@@ -54,8 +54,10 @@ class _Collectors(NamedTuple):
     lowr: Any
 
 
-_COLLECTORS: dict[tuple[int, str], _Collectors] = {}
-_GAUGES: dict[tuple[int, str], Any] = {}
+# Keyed by the registry itself, not its id(): the key keeps the registry alive, so a new registry can never
+# be handed the collectors of a collected one that had the same id.
+_COLLECTORS: dict[tuple[Any, str], _Collectors] = {}
+_GAUGES: dict[tuple[Any, str], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -69,7 +71,7 @@ def _inprogress_gauge(registry: Any, prefix: str) -> Any:
     client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
     registry = _registry(registry)
     with _LOCK:
-        key = (id(registry), prefix)
+        key = (registry, prefix)
         if key not in _GAUGES:
             _GAUGES[key] = client.Gauge(
                 f"{prefix}http_requests_inprogress", INPROGRESS_HELP, multiprocess_mode="livesum", registry=registry
@@ -81,7 +83,7 @@ def _collectors(registry: Any, prefix: str, highr: Sequence[float], lowr: Sequen
     """The collectors of ``registry``, created once per process (apps and middleware stacks are rebuilt)."""
     client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
     registry = _registry(registry)
-    key = (id(registry), prefix)
+    key = (registry, prefix)
     with _LOCK:
         found = _COLLECTORS.get(key)
         if found is None:

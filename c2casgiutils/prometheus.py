@@ -139,8 +139,7 @@ _WARNED_DEAD = False
 def _prepare_worker(directory: str) -> None:
     """Leave this worker's marker, drop the live gauges of dead pids and warn once if there were any."""
     global _WARNED_DEAD  # noqa: PLW0603 - one warning per process
-    _metrics_multiproc.drop_recycled_pid_gauges(directory)
-    _metrics_multiproc.register_worker(directory)
+    _metrics_multiproc.register_worker(directory)  # recycled-pid gauges: dropped by setup_multiprocess() just before
     _, dead = _metrics_multiproc.mark_dead_processes(directory)
     if dead and not _WARNED_DEAD:
         _WARNED_DEAD = True

@@ -192,3 +192,21 @@ def test_multiprocess_values_of_a_forked_worker_go_to_its_own_file(tmp_path: Pat
     parent, child = pids.split()
     assert files == str(sorted([f"counter_http_{parent}.db", f"counter_http_{child}.db"]))
     assert totals == str(['http_requests_total{handler="none",method="GET",status="2xx"} 3.0'])
+
+
+def test_each_new_registry_gets_its_own_collectors() -> None:
+    # Registries made and dropped one after another (one per test app) often reuse a freed id(): each must
+    # still get collectors registered in itself, not those of a registry that is gone.
+    import gc
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    for _ in range(50):
+        registry = CollectorRegistry()
+        PrometheusMiddleware(inner, registry=registry, prefix="fresh_")
+        exposition = generate_latest(registry).decode()
+        assert "fresh_http_requests_inprogress" in exposition
+        assert "fresh_http_request_duration_seconds" in exposition
+        del registry
+        gc.collect()
