@@ -203,7 +203,7 @@ async def confirmed_write(
             _LOGGER.debug("Redis %s not confirmed (attempt %d): %s", what, attempts, redis_utils.safe_error(error))
         await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
         delay = min(delay * 2, _MAX_RETRY_DELAY)
-    reason = f"{type(last_error).__name__}: {last_error}" if last_error is not None else "no attempt finished"
+    reason = redis_utils.safe_error(last_error) if last_error is not None else "no attempt finished"
     raise NotStoredError(
         f"{what} not confirmed on the Redis master {redis_utils.describe()} within {limit:.1f}s "
         f"({attempts} attempts; last: {reason})"

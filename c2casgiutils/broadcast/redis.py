@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config, redis_utils
-from c2casgiutils.broadcast import _presence, _signing
+from c2casgiutils.broadcast import _presence, _signing, _storage
 from c2casgiutils.broadcast.interface import Confirmation, ProcessIdentity, RawAnswer, Registry
 from c2casgiutils.broadcast.types import BroadcastUnavailableError, MissingAnswer
 
@@ -303,8 +303,7 @@ class RedisBackend:
     # ------------------------------------------------------------------ listener
 
     def _connect_bound(self) -> float:
-        redis_settings = config.settings.redis
-        return redis_settings.connect_timeout.total_seconds() + redis_settings.socket_timeout.total_seconds()
+        return _storage.write_bound()  # the same bound: connect timeout plus socket timeout
 
     def _note_lost(self, reason: str) -> None:
         """One warning per outage: a loss soon after a reconnection is the same outage (debug)."""
@@ -575,7 +574,9 @@ class RedisBackend:
             delay = min(delay * 2, _MAX_REPUBLISH_DELAY)
             attempt += 1
             expected = self._presence.expected(await self._read_presence(), redis_channel)
-            receivers = await self._republish(redis_channel, request, attempt) or receivers
+            reached = await self._republish(redis_channel, request, attempt)
+            if reached is not None:  # 0 is a count too; None: not sent, keep the last count
+                receivers = reached
         if receivers < len(expected):
             _LOGGER.warning(
                 "Broadcast on %r reached %d of the %d processes expected", redis_channel, receivers, len(expected)
