@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from c2casgiutils import auth
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
-from c2casgiutils.tools._unavailable import unavailable_as_503
+from c2casgiutils.tools._unavailable import UNAVAILABLE_RESPONSES, unavailable_as_503
 
 router = APIRouter()
 
@@ -188,12 +188,9 @@ class MemoryResponse(BaseModel):
 
 
 AdminAccess = Annotated[None, Depends(auth.require_admin_access)]
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "Redis is configured but unreachable: the other processes cannot be asked"}
-}
 
 
-@router.get("/debug/stacks", name="c2c_debug_stacks", responses=_UNAVAILABLE)
+@router.get("/debug/stacks", name="c2c_debug_stacks", responses=UNAVAILABLE_RESPONSES)
 async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
     """The stack of every thread and asyncio task of every process."""
     with unavailable_as_503("/c2c/debug/stacks"):
@@ -207,7 +204,7 @@ async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
     )
 
 
-@router.get("/debug/memory", name="c2c_debug_memory", responses=_UNAVAILABLE)
+@router.get("/debug/memory", name="c2c_debug_memory", responses=UNAVAILABLE_RESPONSES)
 async def c2c_debug_memory(
     _: AdminAccess,
     limit: Annotated[int, Query(ge=1, le=500, description="Number of object types to list")] = 20,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal
 
@@ -21,6 +20,7 @@ from pydantic import BaseModel, Field, field_validator
 from c2casgiutils import auth, broadcast, config, redis_utils
 from c2casgiutils.broadcast._storage import NotStoredError, confirmed_write, write_bound
 from c2casgiutils.broadcast.types import BroadcastResponse, ErrorAnswer, MissingAnswer
+from c2casgiutils.tools._unavailable import is_unavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -221,11 +221,6 @@ async def _stored_overrides() -> dict[str, str]:
     return overrides
 
 
-def _is_redis_error(error: Exception) -> bool:
-    redis_exceptions = sys.modules.get("redis.exceptions")
-    return redis_exceptions is not None and isinstance(error, redis_exceptions.RedisError)
-
-
 @contextlib.contextmanager
 def _unavailable_as_503() -> Iterator[None]:
     """Redis down: a clear 503, nothing half-done hidden."""
@@ -238,7 +233,7 @@ def _unavailable_as_503() -> Iterator[None]:
             f"({redis_utils.safe_text(str(error))})",
         ) from None
     except Exception as error:
-        if isinstance(error, broadcast.BroadcastUnavailableError | OSError) or _is_redis_error(error):
+        if is_unavailable(error):
             raise HTTPException(
                 503, f"Redis {redis_utils.describe()} is unavailable: {redis_utils.safe_error(error)}"
             ) from None

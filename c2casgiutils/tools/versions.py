@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from c2casgiutils import auth, config
 from c2casgiutils._version import __version__
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
-from c2casgiutils.tools._unavailable import unavailable_as_503
+from c2casgiutils.tools._unavailable import UNAVAILABLE_RESPONSES, unavailable_as_503
 
 router = APIRouter()
 
@@ -155,7 +155,7 @@ def flag_differences(payloads: list[dict[str, Any]]) -> list[dict[str, Differenc
 @router.get(
     "/versions",
     name="c2c_versions",
-    responses={503: {"description": "Redis is configured but unreachable: the other processes cannot be asked"}},
+    responses=UNAVAILABLE_RESPONSES,
 )
 async def c2c_versions(_: Annotated[None, Depends(auth.require_admin_access)]) -> VersionsResponse:
     """Package versions and service version of every process, flagging the odd ones."""
