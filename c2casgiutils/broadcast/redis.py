@@ -352,7 +352,7 @@ class RedisBackend:
             if pubsub.connection is not None:
                 pubsub.connection.deregister_connect_callback(self._on_redis_reconnect)
             try:
-                await asyncio.wait_for(pubsub.aclose(), self._connect_bound())  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(pubsub.aclose(), self._connect_bound())
             except Exception:
                 _LOGGER.debug("Broadcast: error while closing the pub/sub connection", exc_info=True)
 
@@ -375,7 +375,7 @@ class RedisBackend:
             try:
                 await asyncio.wait_for(pubsub.subscribe(*waiting), self._connect_bound())
             except BaseException:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
                 raise
             self._pubsub = pubsub
             if pubsub.connection is not None:
