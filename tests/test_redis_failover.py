@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -40,22 +40,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 _LOGGER = logging.getLogger(__name__)
 PREFIX = "c2c_logging_level_"
 ADMIN_HEADERS = {"X-API-Key": AUTH_SECRET}
-
-
-@pytest.fixture
-def sentinel_set() -> Iterator[SentinelSet]:
-    try:
-        servers = SentinelSet()
-    except FileNotFoundError as error:
-        missing(str(error))
-    try:
-        servers.start()
-        yield servers
-    except BaseException:
-        print(servers.log_text())
-        raise
-    finally:
-        servers.close()
 
 
 # ---------------------------------------------------------------------------------------------- driver

@@ -95,7 +95,7 @@ async def startup(app: FastAPI | None = None) -> None:
         return  # already started in this loop
     clients = redis_utils.get()
     assert clients is not None
-    backend = RedisBackend(_STATE.registry, clients.master, on_connected=_run_hooks, sentinel=clients.sentinel)
+    backend = RedisBackend(_STATE.registry, clients, on_connected=_run_hooks)
     if isinstance(current, RedisBackend) and current.loop is not asyncio.get_running_loop():
         backend.retire(current.token)  # stopped without leaving the presence table (its loop is gone)
     await _replace_backend(backend)

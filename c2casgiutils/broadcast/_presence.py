@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from c2casgiutils.redis_utils import as_text
+
 _LOGGER = logging.getLogger(__name__)
 
 INTERVAL = 2.0
@@ -51,7 +53,7 @@ def decode(raw: Mapping[Any, Any]) -> dict[str, Peer]:
     """Parse the hash as HGETALL returns it (invalid fields are skipped)."""
     peers: dict[str, Peer] = {}
     for raw_token, raw_value in raw.items():
-        token = raw_token.decode(errors="replace") if isinstance(raw_token, bytes) else str(raw_token)
+        token = as_text(raw_token)
         try:
             data = json.loads(raw_value)
             peers[token] = Peer(

@@ -35,14 +35,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config, redis_utils
-from c2casgiutils.broadcast import _presence, _signing, _storage
+from c2casgiutils.broadcast import _presence, _signing
 from c2casgiutils.broadcast.interface import Confirmation, ProcessIdentity, RawAnswer, Registry
 from c2casgiutils.broadcast.types import BroadcastUnavailableError, MissingAnswer
 
 if TYPE_CHECKING:
-    import redis.asyncio
     import redis.asyncio.client
-    import redis.asyncio.sentinel
 
 _LOGGER = logging.getLogger(__name__)
 _ANSWERS_INFIX = "__answers__."
@@ -55,14 +53,6 @@ _SAME_OUTAGE = 5.0
 """A loss within this many seconds after a reconnection belongs to the same outage (logged once)."""
 _HANDLED_MAX = 10_000
 _HANDLED_MAX_AGE = 300.0
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _as_text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _answer_key(answer: RawAnswer) -> str:
@@ -113,13 +103,13 @@ class RedisBackend:
     def __init__(
         self,
         registry: Registry,
-        master: redis.asyncio.Redis,
+        clients: redis_utils.RedisClients,
         on_connected: Callable[[], Awaitable[None]] | None = None,
-        sentinel: redis.asyncio.sentinel.Sentinel | None = None,
     ) -> None:
         self._registry = registry
-        self._master = master
-        self._sentinel = sentinel
+        self._clients = clients
+        self._master = clients.master
+        self._sentinel = clients.sentinel
         self._on_connected = on_connected
         self._identity = ProcessIdentity()
         self._prefix = config.settings.redis.broadcast_prefix
@@ -303,7 +293,7 @@ class RedisBackend:
     # ------------------------------------------------------------------ listener
 
     def _connect_bound(self) -> float:
-        return _storage.write_bound()  # the same bound: connect timeout plus socket timeout
+        return redis_utils.write_bound()  # the same bound: connect timeout plus socket timeout
 
     def _note_lost(self, reason: str) -> None:
         """One warning per outage: a loss soon after a reconnection is the same outage (debug)."""
@@ -365,7 +355,7 @@ class RedisBackend:
         self._connected.clear()
         self._presence.start_grace()
         channels = set(pubsub.channels) if pubsub is not None else set()
-        self._waiting = {_as_bytes(channel) for channel in channels} or {self._answer_channel_bytes}
+        self._waiting = {redis_utils.as_bytes(channel) for channel in channels} or {self._answer_channel_bytes}
 
     async def _connect_and_listen(self) -> None:
         pubsub = self._master.pubsub()
@@ -397,11 +387,11 @@ class RedisBackend:
     def _dispatch(self, message: Mapping[str, Any]) -> None:
         kind = message["type"]
         if kind == "message":
-            self._on_message(_as_bytes(message["channel"]), _as_bytes(message["data"]))
+            self._on_message(redis_utils.as_bytes(message["channel"]), redis_utils.as_bytes(message["data"]))
             return
         if kind not in ("subscribe", "unsubscribe"):
             return
-        channel = _as_bytes(message["channel"])
+        channel = redis_utils.as_bytes(message["channel"])
         for future in self._confirmations.pop(kind.encode() + b":" + channel, []):
             if not future.done():
                 future.set_result(True)
@@ -459,19 +449,14 @@ class RedisBackend:
                 _LOGGER.debug("Broadcast: maintenance failed: %s", redis_utils.safe_error(error))
 
     async def _follow_master(self) -> None:
-        get_master_address = getattr(self._master.connection_pool, "get_master_address", None)
         pubsub = self._pubsub
         connection = pubsub.connection if pubsub is not None else None
-        if get_master_address is None or connection is None:
+        if self._sentinel is None or connection is None:
             return
-        # Also drops the idle connections of the pool when the master changed.
-        host, port = await get_master_address()
-        current = (_as_text(getattr(connection, "host", "")), int(getattr(connection, "port", 0) or 0))
-        if current != (_as_text(host), int(port)) and connection.is_connected:
+        mismatch = await redis_utils.master_mismatch(self._clients, connection)
+        if mismatch is not None and connection.is_connected:
             self._moving = True
-            self._note_lost(
-                f"Sentinel reports the master at {_as_text(host)}:{port}, the listener is on {current[0]}:{current[1]}"
-            )
+            self._note_lost(mismatch)
             await connection.disconnect(nowait=True)
 
     def _spawn(self, coroutine: Awaitable[Any]) -> None:

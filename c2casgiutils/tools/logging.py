@@ -18,9 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from c2casgiutils import auth, broadcast, config, redis_utils
-from c2casgiutils.broadcast._storage import NotStoredError, confirmed_write, write_bound
 from c2casgiutils.broadcast.types import BroadcastResponse, ErrorAnswer, MissingAnswer
-from c2casgiutils.tools._unavailable import is_unavailable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -192,10 +190,11 @@ async def _store(name: str, level: str | None) -> None:
         else:
             _MEMORY_OVERRIDES[name] = level
         return
+    key = _redis_key(name)
     if level is None:
-        await confirmed_write(clients, "DEL", _redis_key(name), what=f"removal of the logging override of {name!r}")
+        await redis_utils.confirmed_write(clients, "DEL", key, what=f"removal of the logging override of {name!r}")
     else:
-        await confirmed_write(clients, "SET", _redis_key(name), level, what=f"logging override {name}={level}")
+        await redis_utils.confirmed_write(clients, "SET", key, level, what=f"logging override {name}={level}")
 
 
 async def _stored_overrides() -> dict[str, str]:
@@ -212,8 +211,8 @@ async def _stored_overrides() -> dict[str, str]:
     for key, value in zip(keys, values, strict=True):
         if value is None:
             continue  # deleted between SCAN and MGET
-        name = (key.decode() if isinstance(key, bytes) else str(key))[len(prefix) :]
-        level = (value.decode() if isinstance(value, bytes) else str(value)).upper()
+        name = redis_utils.as_text(key)[len(prefix) :]
+        level = redis_utils.as_text(value).upper()
         if level in LEVELS and name:
             overrides[name] = level
         else:
@@ -226,14 +225,14 @@ def _unavailable_as_503() -> Iterator[None]:
     """Redis down: a clear 503, nothing half-done hidden."""
     try:
         yield
-    except NotStoredError as error:
+    except redis_utils.NotStoredError as error:
         raise HTTPException(
             503,
             f"Redis {redis_utils.describe()} is unavailable: the change is not stored and not applied "
             f"({redis_utils.safe_text(str(error))})",
         ) from None
     except Exception as error:
-        if is_unavailable(error):
+        if redis_utils.is_unavailable(error):
             raise HTTPException(
                 503, f"Redis {redis_utils.describe()} is unavailable: {redis_utils.safe_error(error)}"
             ) from None
@@ -274,7 +273,7 @@ async def startup() -> None:
         _LOGGER.info("Logging overrides are restored when the broadcast listener connects to Redis")
         return
     try:
-        await asyncio.wait_for(restore_overrides(), write_bound())
+        await asyncio.wait_for(restore_overrides(), redis_utils.write_bound())
     except Exception as error:
         _LOGGER.warning(
             "Could not restore the logging overrides from Redis %s: %s",
