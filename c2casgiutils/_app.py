@@ -10,13 +10,13 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, logs, redis_utils
+from c2casgiutils import auth, broadcast, config, health_checks, log_levels, logs, redis_utils
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
 from c2casgiutils.tools import debug as tools_debug
 from c2casgiutils.tools import headers as tools_headers
 from c2casgiutils.tools import index as tools_index
-from c2casgiutils.tools import logging as tools_logging
+from c2casgiutils.tools import log_levels as tools_log_levels
 from c2casgiutils.tools import versions as tools_versions
 
 _LOGGER = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def create_app() -> FastAPI:
     )
     sub_app.include_router(health_checks.router, prefix=prefix, tags=["c2c_health_checks"])
     sub_app.include_router(auth.router, prefix=f"{prefix}/auth", tags=["c2c_auth"])
-    sub_app.include_router(tools_logging.router, prefix=prefix, tags=["c2c_tools"])
+    sub_app.include_router(tools_log_levels.router, prefix=prefix, tags=["c2c_tools"])
     sub_app.include_router(tools_headers.router, prefix=prefix, tags=["c2c_tools"])
     sub_app.include_router(tools_debug.router, prefix=prefix, tags=["c2c_tools"])
     sub_app.include_router(tools_versions.router, prefix=prefix, tags=["c2c_tools"])
@@ -58,7 +58,7 @@ async def startup(main_app: FastAPI | None = None) -> None:
     auth.check_settings()
     logs.mask_access_log_secrets()
     await broadcast.startup()
-    await tools_logging.startup()
+    await log_levels.startup()
     await tools_debug.startup()
     await tools_versions.startup()
     _LOGGER.debug("c2casgiutils started")

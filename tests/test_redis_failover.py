@@ -29,8 +29,7 @@ import pytest
 import redis
 
 import c2casgiutils
-from c2casgiutils import broadcast, health_checks
-from c2casgiutils.tools import logging as tools_logging
+from c2casgiutils import broadcast, health_checks, log_levels
 from tests.broadcast_fixtures import AUTH_SECRET, BROADCAST_SECRET, Workers, running_workers
 from tests.conftest import missing
 from tests.sentinel_set import SentinelSet
@@ -300,7 +299,7 @@ async def test_redis_py_internal_reconnection_runs_the_hooks(in_process, own_red
             await asyncio.sleep(0.05)
         assert getattr(backend, "reconnections", 0) > before or broadcast.is_connected()
         answers = await broadcast.broadcast(
-            tools_logging.BROADCAST_CHANNEL, {"name": name, "level": "INFO"}, expect_answers=True, timeout=5
+            log_levels.BROADCAST_CHANNEL, {"name": name, "level": "INFO"}, expect_answers=True, timeout=5
         )
         assert answers is not None
         assert len(answers) == 1
