@@ -1,4 +1,4 @@
-"""redis_utils._clients: clients from settings (URL or Sentinel), timeouts on every call, one set per event loop."""
+"""redis_utils._clients: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ def test_not_configured_gives_no_client(settings) -> None:  # type: ignore[no-un
     assert redis_utils.get() is None
     assert redis_utils.build() is None
     assert redis_utils.describe() == "not configured"
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:secret@host:6379/1", "redis://:***@host:6379/1"),
+        ("rediss://user:p%40ss@[::1]:6380/0", "rediss://user:***@[::1]:6380/0"),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert redis_utils.mask_url(url) == masked
+    assert "secret" not in redis_utils.mask_url(url)
 
 
 def test_url_client_has_timeouts_and_immediate_retries(settings) -> None:  # type: ignore[no-untyped-def]

@@ -38,20 +38,18 @@ async def clients_of(settings) -> AsyncIterator[object]:  # type: ignore[no-unty
 
 @pytest.fixture
 def replica_of(own_redis_server: RedisServer) -> Iterator[RedisServer]:
-    """A second server, replica of ``own_redis_server``, connected to it."""
+    """A second server, replica of ``own_redis_server``, in sync with it."""
     replica = RedisServer()
     replica.start()
-    master = redis.Redis.from_url(own_redis_server.url)
     client = redis.Redis.from_url(replica.url)
     try:
-        client.execute_command("REPLICAOF", "127.0.0.1", str(own_redis_server.port))
+        client.replicaof("127.0.0.1", str(own_redis_server.port))
         deadline = time.monotonic() + 20
-        while len(master.execute_command("ROLE")[2]) != 1:  # the master lists its replica
-            assert time.monotonic() < deadline, "the replica did not connect"
+        while client.info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica is not in sync"
             time.sleep(0.05)
         yield replica
     finally:
-        master.close()
         client.close()
         replica.close()
 
