@@ -27,7 +27,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from c2casgiutils import config
 from c2casgiutils.broadcast._presence import Peer
 from c2casgiutils.broadcast._signing import ReplayGuard, SignatureError, Signer
 from c2casgiutils.broadcast._tasks import BackgroundTasks
@@ -69,7 +68,7 @@ class Roster(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class CallOptions:
-    """What the protocol reads from the settings, once, when the backend is built."""
+    """The protocol's settings, read once when the backend is built."""
 
     prefix: str
     """Prefix of every channel name (``C2C__REDIS__BROADCAST_PREFIX``)."""
@@ -77,14 +76,6 @@ class CallOptions:
     """Longest wait for the listener to be connected, and for an answer to be sent."""
     delivery_timeout: float
     """How long a broadcast without answers is published again while listeners are missing."""
-
-    @classmethod
-    def from_settings(cls, bound: float) -> CallOptions:
-        return cls(
-            prefix=config.settings.redis.broadcast_prefix,
-            bound=bound,
-            delivery_timeout=config.settings.broadcast.timeout.total_seconds(),
-        )
 
 
 def _answer_key(answer: RawAnswer) -> str:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from c2casgiutils import config, redis_utils
+from c2casgiutils import redis_utils
 from c2casgiutils.broadcast._tasks import BackgroundTasks
 from c2casgiutils.broadcast.interface import Confirmation
 from c2casgiutils.broadcast.types import BroadcastUnavailableError
@@ -67,7 +67,7 @@ class ListenerState(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class TransportOptions:
-    """What the transport reads from the settings, once, when the backend is built."""
+    """The transport's settings, read once when the backend is built."""
 
     bound: float
     """Longest wait of one Redis call (connect timeout plus socket timeout)."""
@@ -77,15 +77,6 @@ class TransportOptions:
     """Longest back-off between two reconnection attempts."""
     redis: str
     """The configured Redis, without credentials, for the logs and errors."""
-
-    @classmethod
-    def from_settings(cls) -> TransportOptions:
-        return cls(
-            bound=redis_utils.write_bound(),
-            idle=config.settings.redis.socket_timeout.total_seconds(),
-            reconnect_delay_max=config.settings.broadcast.reconnect_delay_max.total_seconds(),
-            redis=redis_utils.describe(),
-        )
 
 
 class RedisTransport:

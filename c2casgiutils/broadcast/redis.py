@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from c2casgiutils import redis_utils
+from c2casgiutils import config, redis_utils
 from c2casgiutils.broadcast import _presence
 from c2casgiutils.broadcast._calls import CallOptions, CallProtocol
 from c2casgiutils.broadcast._signing import ReplayGuard, Signer
@@ -52,9 +52,18 @@ class RedisBackend:
         self._on_connected = on_connected
         self._identity = ProcessIdentity()
         self.token = f"{self._identity.hostname}.{self._identity.pid}.{uuid.uuid4().hex[:12]}"
-        transport_options = TransportOptions.from_settings()
-        options = CallOptions.from_settings(transport_options.bound)
-        self._bound = transport_options.bound
+        self._bound = redis_utils.write_bound()  # connect plus socket timeout: the bound of every Redis call
+        transport_options = TransportOptions(
+            bound=self._bound,
+            idle=config.settings.redis.socket_timeout.total_seconds(),
+            reconnect_delay_max=config.settings.broadcast.reconnect_delay_max.total_seconds(),
+            redis=redis_utils.describe(),
+        )
+        options = CallOptions(
+            prefix=config.settings.redis.broadcast_prefix,
+            bound=self._bound,
+            delivery_timeout=config.settings.broadcast.timeout.total_seconds(),
+        )
         self._prefix = options.prefix
         self._tasks = BackgroundTasks()
         self._presence = _presence.Presence(
@@ -62,7 +71,7 @@ class RedisBackend:
             f"{self._prefix}{_PRESENCE_SUFFIX}",
             self.token,
             self._presence_entry,
-            transport_options.bound,
+            self._bound,
         )
         self._transport = RedisTransport(
             clients,
