@@ -43,6 +43,9 @@ LEAKING_PREFIXES = ("C2C__", PREFIX, "PROMETHEUS_MULTIPROC_DIR", "SENTRY_DSN", "
 def clean_env(**extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(LEAKING_PREFIXES)}
     env.pop("VIRTUAL_ENV", None)
+    # scripts/test exports the locked set as pip constraints: the generated projects install the same versions.
+    if os.environ.get("C2C_TEST_PIP_CONSTRAINT"):
+        env["PIP_CONSTRAINT"] = os.environ["C2C_TEST_PIP_CONSTRAINT"]
     env.update(extra)
     return env
 
