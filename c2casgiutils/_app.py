@@ -81,11 +81,16 @@ _LIVENESS = lifecycle.LivenessState()
 
 
 async def shutdown(main_app: FastAPI | None = None) -> None:
-    """Stop the broadcast listener, close the Redis connections opened by :func:`startup`, leave the instance."""
+    """Stop the broadcast listener, close the Redis connections opened by :func:`startup`, leave the instance.
+
+    The built-in probes registered by :func:`startup` are removed.
+    """
     del main_app
     await broadcast.shutdown()
     await redis_utils.cleanup()
     _PROCESS_AVAILABILITY.end()
+    health_checks.FACTORY.remove(_READINESS)
+    health_checks.FACTORY.remove(_LIVENESS)
 
 
 @asynccontextmanager

@@ -29,6 +29,7 @@ __all__ = [
     "ReadinessState",
     "State",
     "WorkerState",
+    "instance_state",
     "is_draining",
     "process_state",
     "state",
