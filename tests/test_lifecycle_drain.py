@@ -57,6 +57,16 @@ def _probe(url: str) -> tuple[int, dict[str, Any]]:
     return response.status_code, entities
 
 
+def _wait_all_accepting(instance: UvicornInstance, workers: list[int]) -> None:
+    """Until the readiness payload lists exactly ``workers``, each accepting."""
+    expected = {str(pid): "accepting" for pid in workers}
+    wait_for(
+        "every worker accepting",
+        lambda: _probe(instance.url + READINESS)[1]["ReadinessState"]["payload"]["workers"] == expected,
+        30,
+    )
+
+
 def _in_background(function: Any) -> tuple[threading.Thread, list[Any]]:
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.append(function()), daemon=True)
@@ -138,14 +148,7 @@ def test_sigterm_to_the_supervisor_drains_every_worker_and_leaves_nothing_behind
         return {json.loads(value)["pid"] for value in client.hgetall(presence_key).values()} & set(workers)
 
     wait_for("both workers in the broadcast presence", lambda: present() == set(workers), 30)
-    payload = wait_for(
-        "both workers accepting",
-        lambda: (lambda body: len(body["workers"]) == 2 and body)(
-            _probe(instance.url + READINESS)[1]["ReadinessState"]["payload"]
-        ),
-        30,
-    )
-    assert payload["workers"] == {str(pid): "accepting" for pid in workers}
+    _wait_all_accepting(instance, workers)
     metrics_files = {path.name for path in instance.state_dir.iterdir()}
     assert {f"c2c-worker-{pid}.pid" for pid in workers} <= metrics_files
 
@@ -209,14 +212,7 @@ def test_a_restarted_instance_ignores_the_state_left_behind(tmp_path: Path, inst
 
     instance.start()
     workers = wait_for("2 workers", lambda: len(instance.workers()) == 2 and instance.workers(), 60)
-    payload = wait_for(
-        "both workers accepting",
-        lambda: (lambda body: len(body["workers"]) == 2 and body)(
-            _probe(instance.url + READINESS)[1]["ReadinessState"]["payload"]
-        ),
-        30,
-    )
-    assert payload["workers"] == {str(pid): "accepting" for pid in workers}
+    _wait_all_accepting(instance, workers)
     assert sorted(path.name for path in folder.iterdir()) == sorted(f"{pid}.json" for pid in workers)
     # The stale "accepting" record does not hold the instance in service: SIGTERM makes it drain.
     instance.send(signal.SIGTERM)

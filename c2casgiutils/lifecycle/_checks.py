@@ -25,18 +25,24 @@ def _payload(drain: ProcessDrain) -> tuple[State, dict[str, Any]]:
     }
 
 
-class ReadinessState(Check):
-    """Fails with 503 while the instance is starting or draining: load balancers send it no new traffic then."""
+class _AvailabilityCheck(Check):
+    """A check that reads the availability of ``drain`` (this process's, by default)."""
+
+    default_tag: str
+    default_name: str
 
     def __init__(
-        self,
-        tags: Iterable[str] | None = ("readiness",),
-        *,
-        name: str = "ReadinessState",
-        drain: ProcessDrain = PROCESS,
+        self, tags: Iterable[str] | None = None, *, name: str | None = None, drain: ProcessDrain = PROCESS
     ) -> None:
-        super().__init__(tags, name=name)
+        super().__init__((self.default_tag,) if tags is None else tags, name=name or self.default_name)
         self.drain = drain
+
+
+class ReadinessState(_AvailabilityCheck):
+    """Fails with 503 while the instance is starting or draining: load balancers send it no new traffic then."""
+
+    default_tag = "readiness"
+    default_name = "ReadinessState"
 
     async def check(self) -> Result:
         """200 while the instance accepts traffic, 503 while it starts or drains."""
@@ -44,18 +50,11 @@ class ReadinessState(Check):
         return Result(status_code=200 if state is State.ACCEPTING else 503, payload=payload)
 
 
-class LivenessState(Check):
+class LivenessState(_AvailabilityCheck):
     """200 whenever the process answers, draining included: a drain is no reason to restart a container."""
 
-    def __init__(
-        self,
-        tags: Iterable[str] | None = ("liveness",),
-        *,
-        name: str = "LivenessState",
-        drain: ProcessDrain = PROCESS,
-    ) -> None:
-        super().__init__(tags, name=name)
-        self.drain = drain
+    default_tag = "liveness"
+    default_name = "LivenessState"
 
     async def check(self) -> Result:
         """Always 200, with the availability state as information."""

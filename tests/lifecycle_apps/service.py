@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query
@@ -17,18 +15,8 @@ from fastapi import FastAPI, Query
 import c2casgiutils
 from c2casgiutils import lifecycle, prometheus
 
-
-@asynccontextmanager
-async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
-    prometheus.start_metrics_server()
-    await c2casgiutils.startup(main_app)
-    try:
-        yield
-    finally:
-        await c2casgiutils.shutdown(main_app)
-
-
-app = FastAPI(lifespan=_lifespan)
+prometheus.start_metrics_server()  # at import in each worker, as the demo does
+app = FastAPI(lifespan=c2casgiutils.lifespan)
 app.mount("/c2c", c2casgiutils.app)
 app.add_middleware(prometheus.PrometheusMiddleware)
 app.add_middleware(lifecycle.DrainMiddleware)
