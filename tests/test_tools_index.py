@@ -92,6 +92,13 @@ async def test_the_page_shows_the_availability_state(settings) -> None:  # type:
             page = (await client.get("/c2c/")).text
         assert 'id="c2c-availability" class="c2c-muted" data-state="accepting"' in page
         assert f"{os.getpid()}: accepting" in page
+        settings.health_checks.detailed_payloads = False  # no pid for the public then, as in the probes
+        async with _client() as client:
+            public = (await client.get("/c2c/")).text
+            admin = (await client.get("/c2c/", headers={"X-API-Key": SECRET})).text
+        assert 'data-state="accepting">Instance accepting</p>' in public
+        assert str(os.getpid()) not in public.split('id="c2c-availability"')[1].split("</p>")[0]
+        assert f"{os.getpid()}: accepting" in admin
     finally:
         await c2casgiutils.shutdown()
     async with _client() as client:

@@ -110,10 +110,12 @@ def _auth_section(is_admin: bool, came_from: str) -> str:
     return "".join(parts)
 
 
-def _availability() -> tuple[str, str]:
-    """The instance's availability and each worker's, as one line (the readiness probe tells the same)."""
+def _availability(detailed: bool) -> tuple[str, str]:
+    """The instance's availability and, when ``detailed``, each worker's (what the readiness probe's payload says)."""
     workers = lifecycle.workers()
     instance = lifecycle.instance_state(workers).value
+    if not detailed:
+        return instance, f"Instance {instance}"
     own = lifecycle.process_state().value
     details = ", ".join(f"{worker.pid}: {worker.state.value}" for worker in workers)
     return instance, f"Instance {instance} (this process {own}; workers {details or 'none'})"
@@ -131,7 +133,8 @@ async def render_index(request: Request) -> str:
         if is_admin
         else ""
     )
-    instance_state, availability = _availability()
+    # The pids only where the health checks' payloads are shown too.
+    instance_state, availability = _availability(is_admin or config.settings.health_checks.detailed_payloads)
     return _template("index.html").substitute(
         version=html.escape(__version__),
         instance_state=instance_state,
