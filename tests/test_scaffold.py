@@ -260,9 +260,8 @@ def test_kubernetes_manifests_are_valid_and_keep_the_drain_within_the_grace_peri
         assert drain > 0
         assert pod["terminationGracePeriodSeconds"] > drain + graceful
     # The drain outlasts the readiness probe's detection (period x failures), else new requests still come.
-    assert float(env["C2C__SHUTDOWN__DRAIN_DELAY"]) > probes["readiness"]["periodSeconds"] * probes["readiness"][
-        "failureThreshold"
-    ]
+    detection = probes["readiness"]["periodSeconds"] * probes["readiness"]["failureThreshold"]
+    assert float(env["C2C__SHUTDOWN__DRAIN_DELAY"]) > detection
     # The multiprocess directory is on a writable volume (the root file system is read-only), not the mount
     # point itself: the Dockerfile's entry point removes and recreates it.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -532,7 +531,9 @@ def test_full_service_on_postgresql_and_redis(
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200, "Redis": 200, "SQLAlchemy": 200, "Alembic": 200}
+    assert check_names(response) == {
+        "Liveness": 200, "ReadinessState": 200, "Redis": 200, "SQLAlchemy": 200, "Alembic": 200
+    }
 
     created = httpx.post(f"{service.url}/api/items", json={"name": "in postgres"}, timeout=10)
     assert created.status_code == 201, created.text
@@ -568,7 +569,7 @@ def test_full_service_on_postgresql_and_redis(
     own_redis_server.stop()
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "liveness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200}
+    assert check_names(response) == {"Liveness": 200, "LivenessState": 200}
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code >= 500
     assert check_names(response)["Redis"] >= 500
@@ -625,7 +626,7 @@ def test_full_service_runs_on_embedded_defaults(generated: Generated, start_serv
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200, "SQLAlchemy": 200, "Alembic": 200}
+    assert check_names(response) == {"Liveness": 200, "ReadinessState": 200, "SQLAlchemy": 200, "Alembic": 200}
     created = httpx.post(f"{service.url}/api/items", json={"name": "in sqlite"}, timeout=10)
     assert created.status_code == 201, created.text
     assert service.stop(), service.logs()
@@ -638,7 +639,7 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200}
+    assert check_names(response) == {"Liveness": 200, "ReadinessState": 200}
     response = httpx.get(f"{service.url}/api/hello", params={"name": "you"}, timeout=10)
     assert response.json() == {"message": "Hello you!"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"
