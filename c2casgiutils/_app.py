@@ -10,9 +10,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, logs, redis_utils
+from c2casgiutils import auth, broadcast, config, health_checks, lifecycle, logs, prometheus, redis_utils
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
+from c2casgiutils.lifecycle._drain import PROCESS as _PROCESS_AVAILABILITY
 from c2casgiutils.tools import debug as tools_debug
 from c2casgiutils.tools import headers as tools_headers
 from c2casgiutils.tools import index as tools_index
@@ -55,20 +56,41 @@ async def startup(main_app: FastAPI | None = None) -> None:
     Call it from the service's lifespan; :func:`shutdown` closes what it opened.
     """
     del main_app  # kept for the documented signature; nothing is attached to the main app
+    _begin_availability()
     auth.check_settings()
     logs.mask_access_log_secrets()
     await broadcast.startup()
     await tools_logging.startup()
     await tools_debug.startup()
     await tools_versions.startup()
+    _PROCESS_AVAILABILITY.started()
     _LOGGER.debug("c2casgiutils started")
 
 
+def _begin_availability() -> None:
+    """This process is ``starting``, drains on SIGTERM, and the built-in probes are registered."""
+    shutdown_settings = config.settings.shutdown
+    directory = shutdown_settings.availability_dir or prometheus.multiproc_dir()
+    _PROCESS_AVAILABILITY.begin(shutdown_settings.drain_delay.total_seconds(), directory)
+    health_checks.FACTORY.add(_READINESS)
+    health_checks.FACTORY.add(_LIVENESS)
+
+
+_READINESS = lifecycle.ReadinessState()
+_LIVENESS = lifecycle.LivenessState()
+
+
 async def shutdown(main_app: FastAPI | None = None) -> None:
-    """Stop the broadcast listener and close the Redis connections opened by :func:`startup`."""
+    """Stop the broadcast listener, close the Redis connections opened by :func:`startup`, leave the instance.
+
+    The built-in probes registered by :func:`startup` are removed.
+    """
     del main_app
     await broadcast.shutdown()
     await redis_utils.cleanup()
+    _PROCESS_AVAILABILITY.end()
+    health_checks.FACTORY.remove(_READINESS)
+    health_checks.FACTORY.remove(_LIVENESS)
 
 
 @asynccontextmanager

@@ -530,6 +530,35 @@ class Versions(BaseModel):
     git_directory: str = Field(default=".git", description="Git directory read for the commit when git_hash is not set")
 
 
+MAX_DRAIN_DELAY = timedelta(minutes=10)
+
+
+class Shutdown(BaseModel):
+    """Availability of the instance and the drain on SIGTERM (see docs/operations.md)."""
+
+    drain_delay: Duration = Field(
+        default=timedelta(0),
+        description="On SIGTERM, keep serving this long (answers with 'Connection: close', readiness failing) "
+        "before uvicorn closes its sockets, so that load balancers and Kubernetes endpoints stop sending first; "
+        "0 turns the drain off. Keep it below the orchestrator's grace period minus uvicorn's "
+        "--timeout-graceful-shutdown",
+    )
+    availability_dir: str | None = Field(
+        default=None,
+        description="Directory where the workers of one instance share their availability state (starting, "
+        "accepting, draining); default: the Prometheus multiprocess directory; without either each process "
+        "keeps its own. One directory per instance, never shared between instances",
+    )
+
+    @field_validator("drain_delay")
+    @classmethod
+    def _bounded_drain_delay(cls, value: timedelta) -> timedelta:
+        if value > MAX_DRAIN_DELAY:
+            limit = MAX_DRAIN_DELAY.total_seconds()
+            raise ValueError(f"expected at most {limit:g} seconds, got {value.total_seconds():g}")
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Root
 # --------------------------------------------------------------------------------------------------
@@ -571,6 +600,7 @@ class Settings(BaseSettings):
     broadcast: Broadcast = Field(default_factory=Broadcast)
     request_id: RequestId = Field(default_factory=RequestId)
     versions: Versions = Field(default_factory=Versions)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",

@@ -16,7 +16,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -57,6 +62,39 @@ def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGT
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``condition`` until it returns a truthy value (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except (httpx.HTTPError, OSError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    pytest.fail(f"{what}: not reached within {timeout} s (last: {last!r})")
+
+
+def uvicorn_workers(parent: int) -> list[int]:
+    """The uvicorn workers of the supervisor ``parent`` (its multiprocessing helper child is left out)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if int(fields[1]) == parent and fields[0] != b"Z" and b"spawn_main" in cmdline:
+            pids.append(int(entry))
+    return sorted(pids)
 
 
 def find_binary(name: str, *extra_dirs: str) -> str | None:
