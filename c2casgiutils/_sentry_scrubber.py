@@ -7,9 +7,11 @@ import re
 from collections.abc import Iterable
 
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, DEFAULT_PII_DENYLIST, EventScrubber
-from sentry_sdk.utils import AnnotatedValue
 
 _SEPARATOR = re.compile(r"[-_]")
+# What sentry-sdk writes in place of a scrubbed value (its AnnotatedValue, whose module moved between releases,
+# adds a remark for Sentry's interface: the value alone is enough here).
+FILTERED = "[Filtered]"
 
 
 def spellings(key: str) -> list[str]:
@@ -68,5 +70,5 @@ class Scrubber(EventScrubber):
                     and isinstance(item[0], str)
                     and _pair_name(item[0]) in self._pair_names
                 ):
-                    item[1] = AnnotatedValue.substituted_because_contains_sensitive_data()
+                    item[1] = FILTERED
         super().scrub_list(lst)
