@@ -191,8 +191,8 @@ class Redis(BaseModel):
         default=1,
         ge=0,
         le=10,
-        description="Immediate retries of a Redis command after a connection error (a stale connection after "
-        "a Redis restart); 0 fails at the first error",
+        description="Immediate retries of a Redis command, each on a new connection, after a connection error "
+        "(a stale connection after a Redis restart) or a timeout; 0 fails at the first error",
     )
 
     @model_validator(mode="before")
