@@ -485,7 +485,8 @@ class ProxyHeaders(BaseModel):
     type: Literal["none", "x-forwarded", "forwarded"] = Field(
         default="none",
         description="Proxy headers mode: 'none' disables host/proto rewriting, 'x-forwarded' trusts "
-        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header",
+        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header (and X-Forwarded-Prefix when prefix is "
+        "in C2C__PROXY_HEADERS__FIELDS: Forwarded has no prefix)",
     )
     trusted_hosts: CommaList = Field(
         default_factory=lambda: ["127.0.0.1"],
@@ -496,7 +497,7 @@ class ProxyHeaders(BaseModel):
         default_factory=lambda: list(_DEFAULT_PROXY_FIELDS),
         description="Forwarded fields to apply, out of for, proto, host, port, prefix (comma-separated). List "
         "only the fields the proxy in front sets or clears: it passes on any other one as the client wrote it. "
-        "X-Forwarded-Prefix counts only when prefix is listed.",
+        "X-Forwarded-Prefix counts only when prefix is listed, in either mode.",
     )
     hops: int = Field(
         default=1,
