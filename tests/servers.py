@@ -187,11 +187,10 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class BlackHole:
-    """A TCP listener on 127.0.0.1 that accepts connections and never answers.
+class _Listener:
+    """A TCP listener on a free 127.0.0.1 port; a thread hands each connection it accepts to ``_accepted``.
 
-    ``accepted`` holds the connections it accepted; ``held`` the seconds each stayed open until its client closed
-    it (how long the client waited: its timeout), in the order they were closed.
+    Subclasses set their own attributes before calling ``__init__``, which starts the thread.
     """
 
     def __init__(self) -> None:
@@ -200,8 +199,6 @@ class BlackHole:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = int(self.sock.getsockname()[1])
-        self.accepted: list[socket.socket] = []
-        self.held: list[float] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -212,8 +209,32 @@ class BlackHole:
                 connection, _ = self.sock.accept()
             except OSError:
                 return
-            self.accepted.append(connection)  # kept open, never answered
-            threading.Thread(target=self._watch, args=(connection, time.monotonic()), daemon=True).start()
+            self._accepted(connection)
+
+    def _accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class BlackHole(_Listener):
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers.
+
+    ``accepted`` holds the connections it accepted; ``held`` the seconds each stayed open until its client closed
+    it (how long the client waited: its timeout), in the order they were closed.
+    """
+
+    def __init__(self) -> None:
+        self.accepted: list[socket.socket] = []
+        self.held: list[float] = []
+        super().__init__()
+
+    def _accepted(self, connection: socket.socket) -> None:
+        self.accepted.append(connection)  # kept open, never answered
+        threading.Thread(target=self._watch, args=(connection, time.monotonic()), daemon=True).start()
 
     def _watch(self, connection: socket.socket, since: float) -> None:
         with contextlib.suppress(OSError):
@@ -223,15 +244,13 @@ class BlackHole:
             self.held.append(time.monotonic() - since)
 
     def close(self) -> None:
-        self._closed = True
+        super().close()
         for connection in self.accepted:
             with contextlib.suppress(OSError):
                 connection.close()
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
-class CuttingProxy:
+class CuttingProxy(_Listener):
     """A TCP proxy on 127.0.0.1 in front of a real server, for the faults a real server does not make on demand.
 
     Each connection is forwarded both ways until its client sends ``marker`` (e.g. a Redis key): then the proxy
@@ -250,14 +269,7 @@ class CuttingProxy:
         self.held: list[float] = []
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
-        self._closed = False
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = int(self.sock.getsockname()[1])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
     def __enter__(self) -> CuttingProxy:
         return self
@@ -265,15 +277,10 @@ class CuttingProxy:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            with self._lock:
-                self.connections += 1
-            threading.Thread(target=self._forward, args=(client,), daemon=True).start()
+    def _accepted(self, connection: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+        threading.Thread(target=self._forward, args=(connection,), daemon=True).start()
 
     def _forward(self, client: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
@@ -309,9 +316,7 @@ class CuttingProxy:
             upstream.close()
 
     def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        super().close()
         with self._lock:
             for sock in self._sockets:
                 with contextlib.suppress(OSError):

@@ -129,10 +129,8 @@ def _raw_request(port: int, method: str, path: str) -> tuple[bytes, bytes]:
 
 @pytest.fixture(scope="module")
 def service() -> Iterator[UvicornService]:
-    running = UvicornService()
-    running.start()
-    yield running
-    running.close()
+    with UvicornService() as running:
+        yield running
 
 
 @pytest.mark.parametrize("path", ["/c2c/", "/c2c/health_checks", "/c2c/static/c2c.css", "/c2c/openapi.json"])

@@ -63,16 +63,26 @@ async def test_url_client_uses_the_database_of_the_url(settings, redis_server) -
         await clients.master.aclose()
 
 
+def _clients(  # type: ignore[no-untyped-def]
+    settings, port: int, retries: int, socket_timeout: float = 5, connect_timeout: float = 2
+) -> redis_utils.RedisClients:
+    """The clients of a URL to 127.0.0.1:``port``, with these retries and timeouts (seconds)."""
+    settings.redis.url = f"redis://127.0.0.1:{port}/0"
+    settings.redis.socket_timeout = timedelta(seconds=socket_timeout)
+    settings.redis.connect_timeout = timedelta(seconds=connect_timeout)
+    settings.redis.retries = retries
+    clients = redis_utils.build()
+    assert clients is not None
+    return clients
+
+
 @pytest.mark.parametrize("retries", [0, 2])
 async def test_a_dropped_connection_is_retried_immediately_on_new_connections(  # type: ignore[no-untyped-def]
     settings, redis_server, retries: int
 ) -> None:
     """C2C__REDIS__RETRIES more attempts of the command, each on a new connection (redis-py's own: none)."""
     with CuttingProxy(redis_server.port, marker=b"c2c-cut-here") as proxy:
-        settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"
-        settings.redis.retries = retries
-        clients = redis_utils.build()
-        assert clients is not None
+        clients = _clients(settings, proxy.port, retries)
         try:
             assert await clients.master.set("c2c-through-the-proxy", "1")
             assert proxy.connections == 1
@@ -91,12 +101,8 @@ async def test_an_unanswered_command_waits_the_socket_timeout_on_each_attempt(  
     settings, redis_server
 ) -> None:
     with CuttingProxy(redis_server.port, marker=b"c2c-hold-here", hold=True) as proxy:
-        settings.redis.url = f"redis://127.0.0.1:{proxy.port}/0"
-        settings.redis.socket_timeout = timedelta(seconds=0.5)
-        settings.redis.connect_timeout = timedelta(seconds=8)  # not the one that applies to an answer
-        settings.redis.retries = 1
-        clients = redis_utils.build()
-        assert clients is not None
+        # The connect timeout is not the one that applies to an answer.
+        clients = _clients(settings, proxy.port, retries=1, socket_timeout=0.5, connect_timeout=8)
         try:
             with pytest.raises(redis.exceptions.TimeoutError):
                 await asyncio.wait_for(clients.master.get("c2c-hold-here"), 60)
@@ -110,12 +116,8 @@ async def test_an_unanswered_command_waits_the_socket_timeout_on_each_attempt(  
 async def test_an_unreachable_server_costs_the_connect_timeout_on_each_attempt(settings) -> None:  # type: ignore[no-untyped-def]
     unreachable = Unreachable()
     try:
-        settings.redis.url = f"redis://127.0.0.1:{unreachable.port}/0"
-        settings.redis.connect_timeout = timedelta(seconds=0.4)
-        settings.redis.socket_timeout = timedelta(seconds=10)  # not the one that applies to a connection
-        settings.redis.retries = 2
-        clients = redis_utils.build()
-        assert clients is not None
+        # The socket timeout is not the one that applies to a connection.
+        clients = _clients(settings, unreachable.port, retries=2, socket_timeout=10, connect_timeout=0.4)
         started = time.monotonic()
         with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)):
             await asyncio.wait_for(clients.master.ping(), 60)
