@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from c2casgiutils import _redis_options
@@ -141,6 +142,37 @@ def parse_key_values(value: Any) -> Any:
 
 KeyValues = Annotated[dict[str, Any], NoDecode, BeforeValidator(parse_key_values)]
 
+_REDIS_SECRET_FIELDS = frozenset({"url", "options", "sentinel_options"})
+"""The Redis settings whose value may hold a password."""
+
+
+def _hides_input(location: tuple[int | str, ...], redis_at: tuple[str, ...]) -> bool:
+    """Whether an error at ``location`` is about the Redis section at ``redis_at`` as a whole or a secret field."""
+    if location[: len(redis_at)] != redis_at:
+        return False
+    rest = location[len(redis_at) :]
+    return not rest or rest[0] in _REDIS_SECRET_FIELDS
+
+
+def _without_secret_inputs(error: ValidationError, redis_at: tuple[str, ...]) -> ValidationError:
+    """``error`` with no input for the errors about the Redis section (at ``redis_at``) or its secret fields.
+
+    pydantic keeps the input of a failed check in the text, the repr and ``errors()`` of the error: the raw
+    value of a field, the whole section (every field) for a check across fields. A Redis URL or option string
+    may hold a password; the messages of the checks never show one.
+    """
+    details: list[InitErrorDetails] = []
+    for detail in error.errors(include_url=False):
+        location = tuple(detail["loc"])
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(detail["type"], detail["msg"]),  # the message, without its context
+                loc=location,
+                input=None if _hides_input(location, redis_at) else detail["input"],
+            )
+        )
+    return ValidationError.from_exception_data(error.title, details)
+
 
 class GitHubAccessType(enum.StrEnum):
     """Repository permission levels on GitHub."""
@@ -193,9 +225,15 @@ class Redis(BaseModel):
         default=1,
         ge=0,
         le=10,
-        description="Immediate retries of a Redis command after a connection error (a stale connection after "
-        "a Redis restart); 0 fails at the first error",
+        description="Immediate retries of a Redis command, each on a new connection, after a connection error "
+        "(a stale connection after a Redis restart) or a timeout; 0 fails at the first error",
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ()) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -434,7 +472,8 @@ class ProxyHeaders(BaseModel):
     type: Literal["none", "x-forwarded", "forwarded"] = Field(
         default="none",
         description="Proxy headers mode: 'none' disables host/proto rewriting, 'x-forwarded' trusts "
-        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header",
+        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header (and X-Forwarded-Prefix when prefix is "
+        "in C2C__PROXY_HEADERS__FIELDS: Forwarded has no prefix)",
     )
     trusted_hosts: CommaList = Field(
         default_factory=lambda: ["127.0.0.1"],
@@ -445,7 +484,7 @@ class ProxyHeaders(BaseModel):
         default_factory=lambda: list(_DEFAULT_PROXY_FIELDS),
         description="Forwarded fields to apply, out of for, proto, host, port, prefix (comma-separated). List "
         "only the fields the proxy in front sets or clears: it passes on any other one as the client wrote it. "
-        "X-Forwarded-Prefix counts only when prefix is listed.",
+        "X-Forwarded-Prefix counts only when prefix is listed, in either mode.",
     )
     hops: int = Field(
         default=1,
@@ -517,6 +556,35 @@ class Versions(BaseModel):
     git_directory: str = Field(default=".git", description="Git directory read for the commit when git_hash is not set")
 
 
+MAX_DRAIN_DELAY = timedelta(minutes=10)
+
+
+class Shutdown(BaseModel):
+    """Availability of the instance and the drain on SIGTERM (see docs/operations.md)."""
+
+    drain_delay: Duration = Field(
+        default=timedelta(0),
+        description="On SIGTERM, keep serving this long (answers with 'Connection: close', readiness failing) "
+        "before uvicorn closes its sockets, so that load balancers and Kubernetes endpoints stop sending first; "
+        "0 turns the drain off. Keep it below the orchestrator's grace period minus uvicorn's "
+        "--timeout-graceful-shutdown",
+    )
+    availability_dir: str | None = Field(
+        default=None,
+        description="Directory where the workers of one instance share their availability state (starting, "
+        "accepting, draining); default: the Prometheus multiprocess directory; without either each process "
+        "keeps its own. One directory per instance, never shared between instances",
+    )
+
+    @field_validator("drain_delay")
+    @classmethod
+    def _bounded_drain_delay(cls, value: timedelta) -> timedelta:
+        if value > MAX_DRAIN_DELAY:
+            limit = MAX_DRAIN_DELAY.total_seconds()
+            raise ValueError(f"expected at most {limit:g} seconds, got {value.total_seconds():g}")
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Root
 # --------------------------------------------------------------------------------------------------
@@ -558,6 +626,7 @@ class Settings(BaseSettings):
     broadcast: Broadcast = Field(default_factory=Broadcast)
     request_id: RequestId = Field(default_factory=RequestId)
     versions: Versions = Field(default_factory=Versions)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",
@@ -565,6 +634,12 @@ class Settings(BaseSettings):
     route_prefix: str = Field(
         default="/", description="Route prefix for the application, should start and end with a '/'"
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ("redis",)) from None
 
     @field_validator("route_prefix")
     @classmethod
