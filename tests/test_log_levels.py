@@ -105,3 +105,16 @@ async def test_restore_applies_stored_overrides_and_puts_back_removed_ones() -> 
     finally:
         await store.store(stored, None)
         log_levels.apply_override(stored, None)
+
+
+async def test_a_key_that_is_not_utf8_is_listed_not_fatal(settings, redis_server: RedisServer) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = redis_server.url
+    prefix = f"test_{uuid.uuid4().hex[:6]}_"
+    store = log_levels.OverrideStore(redis_utils.get(), prefix)
+    sync = redis.Redis.from_url(redis_server.url)
+    try:
+        sync.set(prefix.encode() + b"bad\xff", "INFO")
+        assert await store.stored() == {"bad\ufffd": "INFO"}
+    finally:
+        sync.delete(prefix.encode() + b"bad\xff")
+        sync.close()

@@ -38,18 +38,20 @@ async def clients_of(settings) -> AsyncIterator[object]:  # type: ignore[no-unty
 
 @pytest.fixture
 def replica_of(own_redis_server: RedisServer) -> Iterator[RedisServer]:
-    """A second server, replica of ``own_redis_server``, in sync with it."""
+    """A second server, replica of ``own_redis_server``, online for the master (ROLE lists online replicas only)."""
     replica = RedisServer()
     replica.start()
     client = redis.Redis.from_url(replica.url)
+    master = redis.Redis.from_url(own_redis_server.url)
     try:
         client.replicaof("127.0.0.1", str(own_redis_server.port))
         deadline = time.monotonic() + 20
-        while client.info("replication").get("master_link_status") != "up":
-            assert time.monotonic() < deadline, "the replica is not in sync"
+        while master.info("replication").get("slave0", {}).get("state") != "online":
+            assert time.monotonic() < deadline, "the replica is not online"
             time.sleep(0.05)
         yield replica
     finally:
+        master.close()
         client.close()
         replica.close()
 
