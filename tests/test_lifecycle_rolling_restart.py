@@ -176,6 +176,7 @@ def _watch_socket(url: str, stop: threading.Event, result: list[float]) -> None:
 
 
 def rolling_restart(folder: Path, drain: float, restart: bool) -> RollingRun:
+    folder.mkdir(parents=True, exist_ok=True)
     instances = {
         name: UvicornInstance(
             folder / name,
@@ -315,9 +316,19 @@ def test_rolling_restart_with_the_drain_loses_no_request(folder: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_rolling_restart_without_the_drain_fails_requests(folder: Path) -> None:
-    """The same run with C2C__SHUTDOWN__DRAIN_DELAY=0: the test bites."""
-    run = rolling_restart(folder, drain=0, restart=False)
-    print("figure: drain off:", run.summary())  # noqa: T201
-    with contextlib.suppress(KeyError):
-        print("figure: drain off errors:", {e["error"] for e in run.load["errors"]})  # noqa: T201
-    assert run.load["non_2xx"] + run.load["connection_errors"] > 0, run.summary()
+    """The same run with C2C__SHUTDOWN__DRAIN_DELAY=0: the test bites.
+
+    Without the drain, what fails is what HAProxy sends between the socket's close and the next failed check
+    (at most ``inter`` later): usually about a hundred requests, but a check that happens to come right after
+    the close leaves only a few, or none on a machine too loaded to keep the rate. Up to three runs, then.
+    """
+    summaries = []
+    for attempt in range(3):
+        run = rolling_restart(folder / f"run-{attempt}", drain=0, restart=False)
+        print("figure: drain off:", run.summary())  # noqa: T201
+        with contextlib.suppress(KeyError):
+            print("figure: drain off errors:", {e["error"] for e in run.load["errors"]})  # noqa: T201
+        if run.load["non_2xx"] + run.load["connection_errors"] > 0:
+            return
+        summaries.append(run.summary())
+    pytest.fail("no failed request without the drain in 3 runs:\n" + "\n".join(summaries))
