@@ -43,6 +43,7 @@ class ReadinessState(_AvailabilityCheck):
 
     default_tag = "readiness"
     default_name = "ReadinessState"
+    log_failures = False  # refusing while starting or draining is its job; the state changes are logged once
 
     async def check(self) -> Result:
         """200 while the instance accepts traffic, 503 while it starts or drains."""
