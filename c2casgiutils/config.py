@@ -470,6 +470,25 @@ class ProxyHeaders(BaseModel):
     )
 
 
+class AccessLog(BaseModel):
+    """uvicorn's access log."""
+
+    skip_paths: CommaList = Field(
+        default_factory=list,
+        description="Paths whose successful (2xx) requests the access log leaves out, e.g. the probes "
+        "'/c2c/health_checks?tags=liveness,/c2c/health_checks?tags=readiness'; an entry with a query string "
+        "matches that query only, one without matches any query; failures (non-2xx) are always logged",
+    )
+
+    @field_validator("skip_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or any(char.isspace() for char in path):
+                raise ValueError(f"expected paths starting with '/' and without spaces, got {path!r}")
+        return value
+
+
 class HealthChecks(BaseModel):
     """Health checks."""
 
@@ -601,6 +620,7 @@ class Settings(BaseSettings):
     request_id: RequestId = Field(default_factory=RequestId)
     versions: Versions = Field(default_factory=Versions)
     shutdown: Shutdown = Field(default_factory=Shutdown)
+    access_log: AccessLog = Field(default_factory=AccessLog)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",
