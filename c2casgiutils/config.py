@@ -411,7 +411,16 @@ class AuthRateLimit(BaseModel):
     max_failures: int = Field(
         default=5, ge=1, description="Failed attempts allowed per client within the window before 429"
     )
-    window: Duration = Field(default=timedelta(minutes=1), description="Window of the failed-login counter")
+    window: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How long a failed attempt counts, from the attempt itself (a sliding window)",
+    )
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a window longer than 0 seconds")
+        return value
 
 
 class Auth(BaseModel):
