@@ -406,7 +406,7 @@ class AuthTest(BaseModel):
 
 
 class AuthRateLimit(BaseModel):
-    """Slow down repeated failed logins from one client."""
+    """Slow down repeated failed logins from one client (shared by every process through Redis when configured)."""
 
     max_failures: int = Field(
         default=5, ge=1, description="Failed attempts allowed per client within the window before 429"
@@ -415,6 +415,13 @@ class AuthRateLimit(BaseModel):
         default=timedelta(minutes=1),
         description="How long a failed attempt counts, from the attempt itself (a sliding window)",
     )
+    redis_prefix: str = Field(
+        default="c2c_auth_failures_",
+        min_length=1,
+        description="Redis key prefix of the failed-login counters (one sorted set per client, expiring with its "
+        "window); services sharing a Redis and this prefix share their counters",
+    )
+
     @field_validator("window")
     @classmethod
     def _positive_window(cls, value: timedelta) -> timedelta:

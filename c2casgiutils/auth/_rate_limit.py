@@ -1,7 +1,8 @@
 """Slow down guessing: after ``max_failures`` failed attempts from one client, answer 429 until the window passes.
 
-Each process counts on its own. Each attempt that ends here (a failure, or a refusal by the limiter) is one
-audit record.
+With Redis configured, the failures are counted there, shared by every worker and replica (with a per-process
+fallback while Redis cannot be reached); without Redis, each process counts on its own. Each attempt that ends
+here (a failure, or a refusal by the limiter) is one audit record.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from typing import NamedTuple
 
 from fastapi import HTTPException, Request, status
 
-from c2casgiutils import audit, config
-from c2casgiutils.auth._limiter import FailureLimiter, LocalFailureLimiter
+from c2casgiutils import audit, config, redis_utils
+from c2casgiutils.auth._limiter import (
+    FailureLimiter,
+    FallbackFailureLimiter,
+    LocalFailureLimiter,
+    RedisFailureLimiter,
+)
 
 # One IPv6 client usually holds a whole /64 (SLAAC, privacy addresses): counting per address would give
 # it 2**64 fresh counters.
@@ -25,16 +31,40 @@ class _Plan(NamedTuple):
 
     max_failures: int
     window: float
+    redis: bool
+    key_prefix: str
+    redis_timeout: float
+    metric_prefix: str
 
 
 def _plan() -> _Plan:
     rate_limit = config.settings.auth.rate_limit
-    return _Plan(max_failures=rate_limit.max_failures, window=rate_limit.window.total_seconds())
+    redis_settings = config.settings.redis
+    return _Plan(
+        max_failures=rate_limit.max_failures,
+        window=rate_limit.window.total_seconds(),
+        redis=redis_utils.is_configured(),
+        key_prefix=rate_limit.redis_prefix,
+        # One connection and one command: the bound of a call to Redis.
+        redis_timeout=redis_settings.connect_timeout.total_seconds() + redis_settings.socket_timeout.total_seconds(),
+        metric_prefix=config.settings.prometheus.prefix,
+    )
 
 
 def build(plan: _Plan) -> FailureLimiter:
-    """The limiter of ``plan``: the process's own."""
-    return LocalFailureLimiter(plan.max_failures, plan.window)
+    """The limiter of ``plan``: Redis with a per-process fallback, or the process's own."""
+    local = LocalFailureLimiter(plan.max_failures, plan.window)
+    if not plan.redis:
+        return local
+    shared = RedisFailureLimiter(
+        plan.max_failures, plan.window, key_prefix=plan.key_prefix, clients=redis_utils.get, timeout=plan.redis_timeout
+    )
+    return FallbackFailureLimiter(
+        shared,
+        local,
+        describe_error=redis_utils.safe_error,
+        metric_name=f"{plan.metric_prefix}auth_rate_limit_fallback_total",
+    )
 
 
 _LIMITER: tuple[_Plan, FailureLimiter] | None = None
