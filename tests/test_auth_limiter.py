@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,18 @@ from c2casgiutils.auth._limiter import (
     LocalFailureLimiter,
     RedisFailureLimiter,
 )
-from tests.servers import BlackHole, RedisServer
+from tests.conftest import missing
+from tests.redis_processes import (
+    ACL_PASSWORD,
+    ACL_USER,
+    RedisProcess,
+    TemporaryDirectory,
+    TlsFiles,
+    acl_args,
+    server_args,
+)
+from tests.sentinel_set import SentinelSet
+from tests.servers import BlackHole, RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -212,3 +225,48 @@ async def test_the_settings_choose_the_limiter(settings: Any, redis_server: Redi
     settings.auth.rate_limit.max_failures = 9
     assert _rate_limit.limiter().max_failures == 9
     _rate_limit.reset()
+
+
+# ------------------------------------------------------------------------------------------------ our settings
+
+
+async def test_over_tls_with_an_acl_user(settings: Any, tmp_path: Path) -> None:
+    """The limiter takes the layer's clients: TLS with our CA option and an ACL user work as for every Redis user."""
+    tls = TlsFiles(tmp_path)
+    directory = TemporaryDirectory("c2c-limiter-tls-")
+    port = free_port()
+    server = RedisProcess(server_args(directory.path, 0, *tls.server_args(port), *acl_args()), port, tls=True)
+    server.start()
+    password = urllib.parse.quote(ACL_PASSWORD, safe="")
+    settings.redis.url = f"rediss://{ACL_USER}:{password}@127.0.0.1:{port}/0"
+    settings.redis.options = {"ssl_ca_certs": str(tls.ca)}
+    try:
+        prefix = f"tests_tls_{uuid.uuid4().hex[:8]}_"
+        answers = await burst([shared(5, 60, prefix) for _ in range(4)], "10.0.1.1", 20)
+        assert answers.count(None) == 5
+    finally:
+        await redis_utils.cleanup()
+        server.stop()
+        directory.close()
+
+
+@pytest.mark.slow
+async def test_through_sentinel(settings: Any) -> None:
+    try:
+        servers = SentinelSet()
+    except FileNotFoundError as error:
+        missing(str(error))
+    try:
+        servers.start()
+        settings.redis.url = None
+        settings.redis.sentinels = servers.sentinel_addresses
+        settings.redis.servicename = servers.service
+        prefix = f"tests_sentinel_{uuid.uuid4().hex[:8]}_"
+        answers = await burst([shared(5, 60, prefix) for _ in range(4)], "10.0.1.2", 20)
+        assert answers.count(None) == 5
+        master = servers.master_port()
+        assert master is not None
+        assert servers.client(master).zcard(f"{prefix}10.0.1.2") == 5  # on the master Sentinel names
+    finally:
+        await redis_utils.cleanup()
+        servers.close()
