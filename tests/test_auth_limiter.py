@@ -8,7 +8,7 @@ import logging
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,18 +24,9 @@ from c2casgiutils.auth._limiter import (
     LocalFailureLimiter,
     RedisFailureLimiter,
 )
-from tests.conftest import missing
-from tests.redis_processes import (
-    ACL_PASSWORD,
-    ACL_USER,
-    RedisProcess,
-    TemporaryDirectory,
-    TlsFiles,
-    acl_args,
-    server_args,
-)
-from tests.sentinel_set import SentinelSet
-from tests.servers import BlackHole, RedisServer, free_port
+from tests.redis_processes import ACL_PASSWORD, ACL_USER, RedisProcess, TlsFiles, tls_acl_redis
+from tests.sentinel_set import SentinelSet, running_sentinel_set
+from tests.servers import BlackHole, RedisServer
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -230,43 +221,44 @@ async def test_the_settings_choose_the_limiter(settings: Any, redis_server: Redi
 # ------------------------------------------------------------------------------------------------ our settings
 
 
-async def test_over_tls_with_an_acl_user(settings: Any, tmp_path: Path) -> None:
-    """The limiter takes the layer's clients: TLS with our CA option and an ACL user work as for every Redis user."""
-    tls = TlsFiles(tmp_path)
-    directory = TemporaryDirectory("c2c-limiter-tls-")
-    port = free_port()
-    server = RedisProcess(server_args(directory.path, 0, *tls.server_args(port), *acl_args()), port, tls=True)
-    server.start()
-    password = urllib.parse.quote(ACL_PASSWORD, safe="")
-    settings.redis.url = f"rediss://{ACL_USER}:{password}@127.0.0.1:{port}/0"
-    settings.redis.options = {"ssl_ca_certs": str(tls.ca)}
+async def four_processes_burst(client: str) -> tuple[str, list[float | None]]:
+    """20 failures at once over four limiters sharing the configured Redis: (their key prefix, the answers)."""
+    prefix = f"tests_settings_{uuid.uuid4().hex[:8]}_"
     try:
-        prefix = f"tests_tls_{uuid.uuid4().hex[:8]}_"
-        answers = await burst([shared(5, 60, prefix) for _ in range(4)], "10.0.1.1", 20)
-        assert answers.count(None) == 5
+        return prefix, await burst([shared(5, 60, prefix) for _ in range(4)], client, 20)
     finally:
         await redis_utils.cleanup()
-        server.stop()
-        directory.close()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[RedisProcess, TlsFiles]]:
+    tls = TlsFiles(tmp_path)
+    for server in tls_acl_redis("limiter-tls", tls):
+        yield server, tls
+
+
+async def test_over_tls_with_an_acl_user(settings: Any, tls_server: tuple[RedisProcess, TlsFiles]) -> None:
+    """The limiter takes the layer's clients: TLS with our CA option and an ACL user work as for every Redis user."""
+    server, tls = tls_server
+    password = urllib.parse.quote(ACL_PASSWORD, safe="")
+    settings.redis.url = f"rediss://{ACL_USER}:{password}@127.0.0.1:{server.port}/0"
+    settings.redis.options = {"ssl_ca_certs": str(tls.ca)}
+    _, answers = await four_processes_burst("10.0.1.1")
+    assert answers.count(None) == 5
+
+
+@pytest.fixture
+def sentinel_set() -> Iterator[SentinelSet]:
+    yield from running_sentinel_set()
 
 
 @pytest.mark.slow
-async def test_through_sentinel(settings: Any) -> None:
-    try:
-        servers = SentinelSet()
-    except FileNotFoundError as error:
-        missing(str(error))
-    try:
-        servers.start()
-        settings.redis.url = None
-        settings.redis.sentinels = servers.sentinel_addresses
-        settings.redis.servicename = servers.service
-        prefix = f"tests_sentinel_{uuid.uuid4().hex[:8]}_"
-        answers = await burst([shared(5, 60, prefix) for _ in range(4)], "10.0.1.2", 20)
-        assert answers.count(None) == 5
-        master = servers.master_port()
-        assert master is not None
-        assert servers.client(master).zcard(f"{prefix}10.0.1.2") == 5  # on the master Sentinel names
-    finally:
-        await redis_utils.cleanup()
-        servers.close()
+async def test_through_sentinel(settings: Any, sentinel_set: SentinelSet) -> None:
+    settings.redis.url = None
+    settings.redis.sentinels = sentinel_set.sentinel_addresses
+    settings.redis.servicename = sentinel_set.service
+    prefix, answers = await four_processes_burst("10.0.1.2")
+    assert answers.count(None) == 5
+    master = sentinel_set.master_port()
+    assert master is not None
+    assert sentinel_set.client(master).zcard(f"{prefix}10.0.1.2") == 5  # on the master Sentinel names

@@ -33,7 +33,7 @@ from c2casgiutils import broadcast, health_checks
 from c2casgiutils.tools import logging as tools_logging
 from tests.broadcast_fixtures import AUTH_SECRET, BROADCAST_SECRET, Workers, running_workers
 from tests.conftest import missing
-from tests.sentinel_set import SentinelSet
+from tests.sentinel_set import SentinelSet, running_sentinel_set
 from tests.servers import BlackHole, RedisServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -44,18 +44,7 @@ ADMIN_HEADERS = {"X-API-Key": AUTH_SECRET}
 
 @pytest.fixture
 def sentinel_set() -> Iterator[SentinelSet]:
-    try:
-        servers = SentinelSet()
-    except FileNotFoundError as error:
-        missing(str(error))
-    try:
-        servers.start()
-        yield servers
-    except BaseException:
-        print(servers.log_text())
-        raise
-    finally:
-        servers.close()
+    yield from running_sentinel_set()
 
 
 # ---------------------------------------------------------------------------------------------- driver
