@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from c2casgiutils import auth, broadcast, config, health_checks, lifecycle, logs, prometheus, redis_utils
+from c2casgiutils._head import HeadAsGetMiddleware
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
 from c2casgiutils.lifecycle._drain import PROCESS as _PROCESS_AVAILABILITY
@@ -24,6 +25,18 @@ _LOGGER = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+ROUTERS: tuple[tuple[APIRouter, str, str], ...] = (
+    (health_checks.router, "", "c2c_health_checks"),
+    (auth.router, "/auth", "c2c_auth"),
+    (tools_logging.router, "", "c2c_tools"),
+    (tools_headers.router, "", "c2c_tools"),
+    (tools_debug.router, "", "c2c_tools"),
+    (tools_versions.router, "", "c2c_tools"),
+    (tools_index.router, "", "c2c_tools"),
+)
+"""The routers of the sub-app: (router, path under the route prefix, OpenAPI tag)."""
+
+
 def create_app() -> FastAPI:
     """Build the sub-app that services mount at ``/c2c``; routes live under ``settings.route_prefix``."""
     prefix = config.settings.route_prefix.rstrip("/")
@@ -35,14 +48,10 @@ def create_app() -> FastAPI:
         redoc_url=f"{prefix}/redoc",
         openapi_url=f"{prefix}/openapi.json",
     )
-    sub_app.include_router(health_checks.router, prefix=prefix, tags=["c2c_health_checks"])
-    sub_app.include_router(auth.router, prefix=f"{prefix}/auth", tags=["c2c_auth"])
-    sub_app.include_router(tools_logging.router, prefix=prefix, tags=["c2c_tools"])
-    sub_app.include_router(tools_headers.router, prefix=prefix, tags=["c2c_tools"])
-    sub_app.include_router(tools_debug.router, prefix=prefix, tags=["c2c_tools"])
-    sub_app.include_router(tools_versions.router, prefix=prefix, tags=["c2c_tools"])
-    sub_app.include_router(tools_index.router, prefix=prefix, tags=["c2c_tools"])
+    for router, path, tag in ROUTERS:
+        sub_app.include_router(router, prefix=prefix + path, tags=[tag])
     sub_app.mount(f"{prefix}/static", StaticFiles(directory=STATIC_DIR), name="c2c_static")
+    sub_app.add_middleware(HeadAsGetMiddleware)
     sub_app.add_middleware(MountPathMiddleware)
     return sub_app
 

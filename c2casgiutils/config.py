@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "C2C__"
@@ -139,6 +140,37 @@ def parse_key_values(value: Any) -> Any:
 
 KeyValues = Annotated[dict[str, Any], NoDecode, BeforeValidator(parse_key_values)]
 
+_REDIS_SECRET_FIELDS = frozenset({"url", "options", "sentinel_options"})
+"""The Redis settings whose value may hold a password."""
+
+
+def _hides_input(location: tuple[int | str, ...], redis_at: tuple[str, ...]) -> bool:
+    """Whether an error at ``location`` is about the Redis section at ``redis_at`` as a whole or a secret field."""
+    if location[: len(redis_at)] != redis_at:
+        return False
+    rest = location[len(redis_at) :]
+    return not rest or rest[0] in _REDIS_SECRET_FIELDS
+
+
+def _without_secret_inputs(error: ValidationError, redis_at: tuple[str, ...]) -> ValidationError:
+    """``error`` with no input for the errors about the Redis section (at ``redis_at``) or its secret fields.
+
+    pydantic keeps the input of a failed check in the text, the repr and ``errors()`` of the error: the raw
+    value of a field, the whole section (every field) for a check across fields. A Redis URL or option string
+    may hold a password; the messages of the checks never show one.
+    """
+    details: list[InitErrorDetails] = []
+    for detail in error.errors(include_url=False):
+        location = tuple(detail["loc"])
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(detail["type"], detail["msg"]),  # the message, without its context
+                loc=location,
+                input=None if _hides_input(location, redis_at) else detail["input"],
+            )
+        )
+    return ValidationError.from_exception_data(error.title, details)
+
 
 class GitHubAccessType(enum.StrEnum):
     """Repository permission levels on GitHub."""
@@ -191,9 +223,15 @@ class Redis(BaseModel):
         default=1,
         ge=0,
         le=10,
-        description="Immediate retries of a Redis command after a connection error (a stale connection after "
-        "a Redis restart); 0 fails at the first error",
+        description="Immediate retries of a Redis command, each on a new connection, after a connection error "
+        "(a stale connection after a Redis restart) or a timeout; 0 fails at the first error",
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ()) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -463,7 +501,8 @@ class ProxyHeaders(BaseModel):
     type: Literal["none", "x-forwarded", "forwarded"] = Field(
         default="none",
         description="Proxy headers mode: 'none' disables host/proto rewriting, 'x-forwarded' trusts "
-        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header",
+        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header (and X-Forwarded-Prefix when prefix is "
+        "in C2C__PROXY_HEADERS__FIELDS: Forwarded has no prefix)",
     )
     trusted_hosts: CommaList = Field(
         default_factory=lambda: ["127.0.0.1"],
@@ -474,7 +513,7 @@ class ProxyHeaders(BaseModel):
         default_factory=lambda: list(_DEFAULT_PROXY_FIELDS),
         description="Forwarded fields to apply, out of for, proto, host, port, prefix (comma-separated). List "
         "only the fields the proxy in front sets or clears: it passes on any other one as the client wrote it. "
-        "X-Forwarded-Prefix counts only when prefix is listed.",
+        "X-Forwarded-Prefix counts only when prefix is listed, in either mode.",
     )
     hops: int = Field(
         default=1,
@@ -644,6 +683,12 @@ class Settings(BaseSettings):
     route_prefix: str = Field(
         default="/", description="Route prefix for the application, should start and end with a '/'"
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ("redis",)) from None
 
     @field_validator("route_prefix")
     @classmethod

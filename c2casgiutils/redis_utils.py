@@ -88,11 +88,22 @@ def _timeouts() -> dict[str, Any]:
     }
 
 
-def _retry(retries: int | None = None) -> Any:
-    """Immediate retries only: redis-py's default backoff would make a call to a stopped Redis take seconds."""
+def _retry(retries: int | None = None) -> dict[str, Any]:
+    """The retry options of a client: ``retries`` (``C2C__REDIS__RETRIES``) immediate retries.
+
+    Immediate: redis-py's default backoff would make a call to a stopped Redis take seconds. The errors are
+    named: redis-py before 6.0 retries a command only on the errors of ``retry_on_error`` (none by default) and
+    a connection only on its own ConnectionError and TimeoutError, not on the socket's timeout; later releases
+    retry on these three by default.
+    """
     retry_module = require("redis.asyncio.retry", "redis", "Redis support")
     backoff_module = require("redis.backoff", "redis", "Redis support")
-    return retry_module.Retry(backoff_module.NoBackoff(), config.settings.redis.retries if retries is None else retries)
+    exceptions = require("redis.exceptions", "redis", "Redis support")
+    count = config.settings.redis.retries if retries is None else retries
+    return {
+        "retry": retry_module.Retry(backoff_module.NoBackoff(), count),
+        "retry_on_error": [exceptions.ConnectionError, exceptions.TimeoutError, TimeoutError],
+    }
 
 
 def _sentinel_kwargs(sentinel_options: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +117,7 @@ def _sentinel_kwargs(sentinel_options: dict[str, Any]) -> dict[str, Any]:
     """
     timeouts = _timeouts()
     timeouts["socket_timeout"] = min(timeouts["socket_timeout"], timeouts["socket_connect_timeout"])
-    return {**timeouts, "retry": _retry(0), **sentinel_options}
+    return {**timeouts, **_retry(0), **sentinel_options}
 
 
 def connection() -> _redis_options.Connection:
@@ -139,7 +150,7 @@ def build() -> RedisClients | None:
     if redis_settings.sentinels and not redis_settings.servicename:
         raise config.SettingsError("C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing")
     plan = connection()
-    options = {**_timeouts(), "retry": _retry(), **plan.options}
+    options = {**_timeouts(), **_retry(), **plan.options}
     if redis_settings.sentinels:
         sentinel_module = require("redis.asyncio.sentinel", "redis", "Redis Sentinel support")
         try:

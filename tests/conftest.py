@@ -1,4 +1,4 @@
-"""Shared fixtures: real redis-server and PostgreSQL on 127.0.0.1, settings isolation."""
+"""Shared fixtures: real redis-server and PostgreSQL on 127.0.0.1, a fake Sentry, settings isolation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fake_sentry import FakeSentry
 from tests.servers import BlackHole, PostgresServer, RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -53,6 +54,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_sentry() -> Iterator[FakeSentry]:
+    """A fake Sentry ingest server on 127.0.0.1 (``fake_sentry.dsn()``, ``fake_sentry.events``)."""
+    server = FakeSentry()
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture
