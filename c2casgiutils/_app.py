@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, lifecycle, logs, prometheus, redis_utils
+from c2casgiutils import auth, broadcast, config, health_checks, lifecycle, log_levels, logs, prometheus, redis_utils
 from c2casgiutils._head import HeadAsGetMiddleware
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
@@ -18,7 +18,7 @@ from c2casgiutils.lifecycle._drain import PROCESS as _PROCESS_AVAILABILITY
 from c2casgiutils.tools import debug as tools_debug
 from c2casgiutils.tools import headers as tools_headers
 from c2casgiutils.tools import index as tools_index
-from c2casgiutils.tools import logging as tools_logging
+from c2casgiutils.tools import log_levels as tools_log_levels
 from c2casgiutils.tools import versions as tools_versions
 
 _LOGGER = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 ROUTERS: tuple[tuple[APIRouter, str, str], ...] = (
     (health_checks.router, "", "c2c_health_checks"),
     (auth.router, "/auth", "c2c_auth"),
-    (tools_logging.router, "", "c2c_tools"),
+    (tools_log_levels.router, "", "c2c_tools"),
     (tools_headers.router, "", "c2c_tools"),
     (tools_debug.router, "", "c2c_tools"),
     (tools_versions.router, "", "c2c_tools"),
@@ -70,7 +70,7 @@ async def startup(main_app: FastAPI | None = None) -> None:
     logs.mask_access_log_secrets()
     logs.skip_access_log_paths(config.settings.access_log.skip_paths)
     await broadcast.startup()
-    await tools_logging.startup()
+    await log_levels.startup()
     await tools_debug.startup()
     await tools_versions.startup()
     _PROCESS_AVAILABILITY.started()

@@ -28,6 +28,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from c2casgiutils import _redis_options
+
 ENV_PREFIX = "C2C__"
 ENV_NESTED_DELIMITER = "__"
 SENTRY_TAG_PREFIX = f"{ENV_PREFIX}SENTRY{ENV_NESTED_DELIMITER}TAG_"
@@ -257,28 +259,13 @@ class Redis(BaseModel):
     def _check_sentinels(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        for item in value.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected 'host:port,host:port', got {item.strip()!r}")
+        _redis_options.parse_sentinels(value)
         return value
 
     @model_validator(mode="after")
     def _check_servicename(self) -> Redis:
-        if self.sentinels and not self.servicename:
-            raise ValueError(
-                "C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing: "
-                "Sentinel needs the name of the monitored master"
-            )
-        if self.sentinels and self.url:
-            raise ValueError(
-                "C2C__REDIS__URL and C2C__REDIS__SENTINELS are both set: set C2C__REDIS__URL for one Redis, or "
-                "C2C__REDIS__SENTINELS with C2C__REDIS__SERVICENAME for Sentinel (the master's password then goes "
-                "in C2C__REDIS__OPTIONS, e.g. 'password=...')"
-            )
-        from c2casgiutils import _redis_options  # noqa: PLC0415 - kept out of the import of the settings
-
-        _redis_options.resolve(self)  # URL, TLS and database checks; the messages never show a credential
+        # Sentinel service name, URL, TLS and database checks; the messages never show a credential.
+        _redis_options.resolve(self)
         return self
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fake_sentry import FakeSentry
+from tests.sentinel_set import SentinelSet
 from tests.servers import BlackHole, PostgresServer, RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -43,6 +44,23 @@ def own_redis_server() -> Iterator[RedisServer]:
     server.start()
     yield server
     server.close()
+
+
+@pytest.fixture
+def sentinel_set() -> Iterator[SentinelSet]:
+    """A real Sentinel set (master, replica, three Sentinels) for one test; its logs are printed when it fails."""
+    try:
+        servers = SentinelSet()
+    except FileNotFoundError as error:
+        missing(str(error))
+    try:
+        servers.start()
+        yield servers
+    except BaseException:
+        print(servers.log_text())
+        raise
+    finally:
+        servers.close()
 
 
 @pytest.fixture(scope="session")

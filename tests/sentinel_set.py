@@ -12,12 +12,10 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
 
-from tests.conftest import missing
 from tests.servers import find_binary, free_port, stop_process, wait_port, wait_port_closed
 
 SERVICE = "c2cmaster"
@@ -261,19 +259,3 @@ class SentinelSet:
             with contextlib.suppress(OSError):
                 parts.append(f"--- {process.log.name}\n" + process.log.read_text(errors="replace")[-3000:])
         return "\n".join(parts)
-
-
-def running_sentinel_set() -> Iterator[SentinelSet]:
-    """A started :class:`SentinelSet`, closed afterwards (its logs printed on failure): the body of a fixture."""
-    try:
-        servers = SentinelSet()
-    except FileNotFoundError as error:
-        missing(str(error))
-    try:
-        servers.start()
-        yield servers
-    except BaseException:
-        print(servers.log_text())  # noqa: T201 - what the servers said, with the failure
-        raise
-    finally:
-        servers.close()

@@ -25,7 +25,7 @@ from c2casgiutils.auth._limiter import (
     RedisFailureLimiter,
 )
 from tests.redis_processes import ACL_PASSWORD, ACL_USER, RedisProcess, TlsFiles, tls_acl_redis
-from tests.sentinel_set import SentinelSet, running_sentinel_set
+from tests.sentinel_set import SentinelSet
 from tests.servers import BlackHole, RedisServer
 
 pytestmark = pytest.mark.timeout(120)
@@ -55,6 +55,7 @@ def with_fallback(limiter: FailureLimiter, retry_shared_after: float = 0.2) -> F
         limiter,
         LocalFailureLimiter(limiter.max_failures, limiter.window),
         describe_error=redis_utils.safe_error,
+        is_unavailable=redis_utils.is_unavailable,
         metric_name=FALLBACK_METRIC,
         retry_shared_after=retry_shared_after,
     )
@@ -245,11 +246,6 @@ async def test_over_tls_with_an_acl_user(settings: Any, tls_server: tuple[RedisP
     settings.redis.options = {"ssl_ca_certs": str(tls.ca)}
     _, answers = await four_processes_burst("10.0.1.1")
     assert answers.count(None) == 5
-
-
-@pytest.fixture
-def sentinel_set() -> Iterator[SentinelSet]:
-    yield from running_sentinel_set()
 
 
 @pytest.mark.slow

@@ -39,14 +39,13 @@ class _Plan(NamedTuple):
 
 def _plan() -> _Plan:
     rate_limit = config.settings.auth.rate_limit
-    redis_settings = config.settings.redis
     return _Plan(
         max_failures=rate_limit.max_failures,
         window=rate_limit.window.total_seconds(),
         redis=redis_utils.is_configured(),
         key_prefix=rate_limit.redis_prefix,
-        # One connection and one command: the bound of a call to Redis.
-        redis_timeout=redis_settings.connect_timeout.total_seconds() + redis_settings.socket_timeout.total_seconds(),
+        # One connection and one command: the layer's bound of a write.
+        redis_timeout=redis_utils.write_bound(),
         metric_prefix=config.settings.prometheus.prefix,
     )
 
@@ -63,6 +62,7 @@ def build(plan: _Plan) -> FailureLimiter:
         shared,
         local,
         describe_error=redis_utils.safe_error,
+        is_unavailable=redis_utils.is_unavailable,
         metric_name=f"{plan.metric_prefix}auth_rate_limit_fallback_total",
     )
 

@@ -27,7 +27,11 @@ timeout each time, and the shared limit is back within a second of Redis' return
 
 
 class FallbackFailureLimiter(FailureLimiter):
-    """``shared`` while it answers, else ``local``; ``describe_error`` gives a log-safe text of a failure."""
+    """``shared`` while it answers, else ``local``.
+
+    ``describe_error`` gives a log-safe text of a failure; ``is_unavailable`` tells an outage (Redis cannot be
+    reached) from a bug, whose traceback is logged too (the fallback answers either way).
+    """
 
     def __init__(
         self,
@@ -35,6 +39,7 @@ class FallbackFailureLimiter(FailureLimiter):
         local: FailureLimiter,
         *,
         describe_error: Callable[[BaseException], str],
+        is_unavailable: Callable[[BaseException], bool],
         metric_name: str,
         retry_shared_after: float = RETRY_SHARED_AFTER,
     ) -> None:
@@ -42,6 +47,7 @@ class FallbackFailureLimiter(FailureLimiter):
         self.shared = shared
         self.local = local
         self._describe_error = describe_error
+        self._is_unavailable = is_unavailable
         self._metric_name = metric_name
         self._retry_shared_after = retry_shared_after
         self._down_since: float | None = None  # monotonic time of the first failure of the current outage
@@ -67,6 +73,7 @@ class FallbackFailureLimiter(FailureLimiter):
                     "The shared failed-login limit is unavailable (%s): this process counts failed logins on its own "
                     "while Redis cannot be reached",
                     self._describe_error(error),
+                    exc_info=not self._is_unavailable(error),
                 )
             return False, None
         if self._down_since is not None:

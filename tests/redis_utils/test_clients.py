@@ -1,4 +1,4 @@
-"""redis_utils: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
+"""redis_utils._clients: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
 
 from __future__ import annotations
 
