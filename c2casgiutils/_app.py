@@ -68,6 +68,7 @@ async def startup(main_app: FastAPI | None = None) -> None:
     _begin_availability()
     auth.check_settings()
     logs.mask_access_log_secrets()
+    logs.skip_access_log_paths(config.settings.access_log.skip_paths)
     await broadcast.startup()
     await log_levels.startup()
     await tools_debug.startup()

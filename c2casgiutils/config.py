@@ -431,12 +431,28 @@ class AuthTest(BaseModel):
 
 
 class AuthRateLimit(BaseModel):
-    """Slow down repeated failed logins from one client."""
+    """Slow down repeated failed logins from one client (shared by every process through Redis when configured)."""
 
     max_failures: int = Field(
         default=5, ge=1, description="Failed attempts allowed per client within the window before 429"
     )
-    window: Duration = Field(default=timedelta(minutes=1), description="Window of the failed-login counter")
+    window: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How long a failed attempt counts, from the attempt itself (a sliding window)",
+    )
+    redis_prefix: str = Field(
+        default="c2c_auth_failures_",
+        min_length=1,
+        description="Redis key prefix of the failed-login counters (one sorted set per client, expiring with its "
+        "window); services sharing a Redis and this prefix share their counters",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a window longer than 0 seconds")
+        return value
 
 
 class Auth(BaseModel):
@@ -494,6 +510,25 @@ class ProxyHeaders(BaseModel):
         "appended X-Forwarded-Host/Proto/Port, Forwarded elements) is read at most this many places from the "
         "right, so the left-most, client-written value never wins",
     )
+
+
+class AccessLog(BaseModel):
+    """uvicorn's access log."""
+
+    skip_paths: CommaList = Field(
+        default_factory=list,
+        description="Paths whose successful (2xx) requests the access log leaves out, e.g. the probes "
+        "'/c2c/health_checks?tags=liveness,/c2c/health_checks?tags=readiness'; an entry with a query string "
+        "matches that query only, one without matches any query; failures (non-2xx) are always logged",
+    )
+
+    @field_validator("skip_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or any(char.isspace() for char in path):
+                raise ValueError(f"expected paths starting with '/' and without spaces, got {path!r}")
+        return value
 
 
 class HealthChecks(BaseModel):
@@ -627,6 +662,7 @@ class Settings(BaseSettings):
     request_id: RequestId = Field(default_factory=RequestId)
     versions: Versions = Field(default_factory=Versions)
     shutdown: Shutdown = Field(default_factory=Shutdown)
+    access_log: AccessLog = Field(default_factory=AccessLog)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",

@@ -34,6 +34,7 @@ class UvicornInstance:
         *,
         app: str = "tests.lifecycle_apps.service:app",
         app_dir: Path = ROOT,
+        cwd: Path = ROOT,
         workers: int = 1,
         drain: float = 0.0,
         graceful: float = 10.0,
@@ -45,6 +46,7 @@ class UvicornInstance:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.state_dir = folder / "state"  # the metrics' multiprocess directory, the availability beside it
         self.state_dir.mkdir(exist_ok=True)
+        self.cwd = cwd
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [
@@ -75,7 +77,7 @@ class UvicornInstance:
         self.runs += 1
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603
-                self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         if wait:
             self.wait_ready(timeout)

@@ -26,16 +26,14 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import missing
+from tests.haproxy_servers import HAProxy
 from tests.lifecycle_servers import LIVENESS, ROOT, UvicornInstance
-from tests.servers import find_binary, free_port, stop_process, wait_port
 
 DEMO = ROOT / "examples" / "demo"
 DRAIN = 5.0
@@ -43,92 +41,6 @@ LOAD_RATE = 200.0
 LOAD_SECONDS = 20.0
 SIGTERM_AT = 5.0  # seconds into the load
 SLOW_SECONDS = 2.0
-_EVENT = re.compile(r"^<\d+>1 (\S+) \S+ haproxy \d+ - - (.*)$")
-_REQUEST = re.compile(r"^req (\d+)\.(\d+) (\d+) (\d+) (\S+) (-?\d+)$")
-
-
-class HAProxy:
-    """Debian's haproxy in front of the two instances, logging to its stdout."""
-
-    def __init__(self, folder: Path, ports: dict[str, int]) -> None:
-        binary = find_binary("haproxy", "/usr/sbin")
-        if binary is None:
-            missing("haproxy")
-        assert binary is not None
-        self.port = free_port()
-        self.folder = folder
-        self.log = folder / "haproxy.log"
-        servers = "\n".join(f"    server {name} 127.0.0.1:{port} check" for name, port in ports.items())
-        (folder / "haproxy.cfg").write_text(
-            f"""
-global
-    maxconn 2000
-    log stdout format rfc5424 local0 info
-
-defaults
-    mode http
-    log global
-    log-format "req %Ts.%ms %Th %Ti %s %ST"
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout check 3s          # a busy CI machine answers the readiness probe within that
-    retries 0                 # no retry and no redispatch: they would hide refused connections
-    no option redispatch
-    http-reuse safe           # connections to the instances are kept alive and reused
-
-frontend public
-    bind 127.0.0.1:{self.port}
-    default_backend service
-
-backend service
-    balance roundrobin
-    option httpchk GET /c2c/health_checks?tags=readiness
-    http-check expect status 200
-    option log-health-checks
-    default-server inter 500ms fall 1 rise 2
-    # The test's slow request must reach instance a.
-    use-server a if {{ req.hdr(x-server) -m str a }}
-{servers}
-""",
-            encoding="utf-8",
-        )
-        with self.log.open("wb") as log:
-            self.process: subprocess.Popen[bytes] | None = subprocess.Popen(  # noqa: S603
-                [binary, "-db", "-f", str(folder / "haproxy.cfg")], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_port(self.port, timeout=30)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def events(self) -> list[tuple[float, str]]:
-        """Server state changes and check results: (wall time, message)."""
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            match = _EVENT.match(line)
-            if match and not match.group(2).startswith("req "):
-                found.append((datetime.fromisoformat(match.group(1)).timestamp(), match.group(2)))
-        return found
-
-    def requests(self) -> list[tuple[float, str, int]]:
-        """Every request: (reception time, server, status)."""
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            match = _EVENT.match(line)
-            request = _REQUEST.match(match.group(2)) if match else None
-            if request:
-                seconds, millis, handshake, idle, server, status = request.groups()
-                # %Ts is when the stream began (for a keep-alive request: when the previous one ended); the
-                # request itself came after the handshake and the idle time.
-                received = int(seconds) + (int(millis) + int(handshake) + int(idle)) / 1000
-                found.append((received, server, int(status)))
-        return found
-
-    def close(self) -> None:
-        stop_process(self.process)
-        self.process = None
 
 
 @dataclass
@@ -197,7 +109,14 @@ def rolling_restart(folder: Path, drain: float, restart: bool) -> RollingRun:
             instance.start(wait=False)
         for instance in instances.values():
             instance.wait_ready()
-        haproxy = HAProxy(folder, {name: instance.port for name, instance in instances.items()})
+        haproxy = HAProxy(
+            folder,
+            {name: instance.port for name, instance in instances.items()},
+            backend=(
+                "# The test's slow request must reach instance a.",
+                "use-server a if { req.hdr(x-server) -m str a }",
+            ),
+        )
         for _ in range(4):  # both servers UP and answering through HAProxy before the load
             assert httpx.get(haproxy.url + "/", timeout=20).status_code == 200
 

@@ -253,10 +253,13 @@ def test_kubernetes_manifests_are_valid_and_keep_the_drain_within_the_grace_peri
     assert probes["startup"]["httpGet"]["path"] == "/c2c/health_checks?tags=liveness"
     assert probes["readiness"]["httpGet"]["path"] == "/c2c/health_checks?tags=readiness"
     assert probes["liveness"]["httpGet"]["path"] == "/c2c/health_checks?tags=liveness"
+    # The access log leaves out the probes' successes: the probes' paths, and nothing else.
+    image_env = _dockerfile_env((project / "Dockerfile").read_text(encoding="utf-8"))
+    probe_paths = {probe["httpGet"]["path"] for probe in probes.values()}
+    assert set(image_env["C2C__ACCESS_LOG__SKIP_PATHS"].split(",")) == probe_paths
 
     # The grace period covers the drain and uvicorn's graceful shutdown, with the image's defaults too.
     env = {item["name"]: item["value"] for item in container["env"]}
-    image_env = _dockerfile_env((project / "Dockerfile").read_text(encoding="utf-8"))
     for values in (env, image_env):
         drain = float(values["C2C__SHUTDOWN__DRAIN_DELAY"])
         graceful = float(values["GRACEFUL_SHUTDOWN_TIMEOUT"])
@@ -510,12 +513,14 @@ def test_full_service_on_postgresql_and_redis(
     database_url = postgres_server.url(database=database)
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
+    skip_paths = _dockerfile_env((generated.full / "Dockerfile").read_text(encoding="utf-8"))
     service = start_service(
         generated,
         generated.full,
         workers=2,
         C2C__REDIS__URL=own_redis_server.url,
         C2C__PROXY_HEADERS__TYPE="x-forwarded",
+        C2C__ACCESS_LOG__SKIP_PATHS=skip_paths["C2C__ACCESS_LOG__SKIP_PATHS"],  # as the image does
         PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
         **{f"{PREFIX}DATABASE__URL": database_url, f"{PREFIX}LOG_FORMAT": "json"},
     )
@@ -584,6 +589,11 @@ def test_full_service_on_postgresql_and_redis(
     records = [json.loads(line) for line in lines if line.strip()]  # every line is one JSON object
     assert any(str(record.get("logger")).startswith(SLUG) for record in records), service.logs()
     assert sum(record["message"] == "Application shutdown complete." for record in records) == 2  # both workers
+    # The access log: the readiness probe's successes left out, its failures (Redis stopped) and the rest kept.
+    access = [record["message"] for record in records if record.get("logger") == "uvicorn.access"]
+    assert not [line for line in access if '/c2c/health_checks?tags=readiness HTTP/1.1" 200' in line], access
+    assert [line for line in access if re.search(r'/c2c/health_checks\?tags=readiness HTTP/1.1" 5\d\d', line)], access
+    assert [line for line in access if '/api/hello HTTP/1.1" 200' in line], access
     assert not [record for record in records if "exception" in record], service.logs()
 
 

@@ -7,19 +7,16 @@
 from __future__ import annotations
 
 import contextlib
-import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
-from c2casgiutils import auth, broadcast, log_levels, redis_utils
+from c2casgiutils import audit, auth, broadcast, log_levels, redis_utils
 from c2casgiutils.broadcast.types import BroadcastResponse, ErrorAnswer, MissingAnswer
 from c2casgiutils.log_levels import LEVELS, NAME_MAX_LENGTH, LevelResponse, OverrideStore
-
-_LOGGER = logging.getLogger(__name__)
 
 router = APIRouter(dependencies=[Depends(auth.require_admin_access)])
 Store = Annotated[OverrideStore, Depends(OverrideStore.from_settings)]
@@ -153,6 +150,41 @@ async def _broadcast_change(name: str, level: str | None) -> Any:
     return _change_result(name, answers)
 
 
+async def _audited_change(
+    http_request: Request, change: Callable[[], Awaitable[Any]], name: str, level: str | None
+) -> Any:
+    """Run ``change`` (set ``level``, or with None remove the override of ``name``) and write its one
+    ``log_level_change`` audit record: who, which logger, its level here before and after.
+
+    Outcome: ``success`` (200), ``partial`` (stored, not confirmed by every process: 502/504), ``failure``
+    (not stored: 503, or no override to remove: 404).
+    """
+    old_level = log_levels.level_of(name).level
+    outcome, status = audit.Outcome.FAILURE, 500  # unless the change ends otherwise
+    try:
+        result = await change()
+        status = result.status_code if isinstance(result, JSONResponse) else 200
+        outcome = audit.Outcome.SUCCESS if status == 200 else audit.Outcome.PARTIAL
+        return result
+    except HTTPException as error:
+        status = error.status_code
+        raise
+    finally:
+        audit.record(
+            http_request,
+            audit.Event.LOG_LEVEL_CHANGE,
+            outcome,
+            logger_name=name,
+            old_level=old_level,
+            # A removal puts back the level from before the override: the one in effect here now.
+            new_level=level
+            if level is not None or outcome == audit.Outcome.FAILURE
+            else log_levels.level_of(name).level,
+            removed=level is None,
+            status=status,
+        )
+
+
 _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     502: {"description": "Stored, but not sent, or a process failed to apply it (body: detail and processes)"},
     503: {"description": "Redis unavailable: not stored, not applied"},
@@ -172,13 +204,15 @@ async def get_level(
 
 
 @router.post("/logging/level", response_model=LevelChangeResponse, responses=_CHANGE_RESPONSES)
-async def set_level(request: SetLevelRequest, store: Store) -> Any:
+async def set_level(request: SetLevelRequest, store: Store, http_request: Request) -> Any:
     """Store an override (confirmed on the Redis master) and apply it in every process; lists each process."""
-    previous = log_levels.level_of(request.name)
-    with _unavailable_as_503():
-        await store.store(request.name, request.level)
-    _LOGGER.info("Logging level of %s changed from %s to %s", request.name, previous.level, request.level)
-    return await _broadcast_change(request.name, request.level)
+
+    async def change() -> Any:
+        with _unavailable_as_503():
+            await store.store(request.name, request.level)
+        return await _broadcast_change(request.name, request.level)
+
+    return await _audited_change(http_request, change, request.name, request.level)
 
 
 @router.get("/logging/overrides")
@@ -195,12 +229,16 @@ async def list_overrides(store: Store) -> OverridesResponse:
 async def delete_override(
     name: Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH, description="Logger name, or 'root'")],
     store: Store,
+    http_request: Request,
 ) -> Any:
     """Remove an override: every process puts the logger back to its level from before the override."""
     name = _logger_name_or_422(name)
-    with _unavailable_as_503():
-        if name not in await store.stored():
-            raise HTTPException(404, f"no logging override for {name!r}")
-        await store.store(name, None)
-    _LOGGER.info("Logging override of %s removed", name)
-    return await _broadcast_change(name, None)
+
+    async def change() -> Any:
+        with _unavailable_as_503():
+            if name not in await store.stored():
+                raise HTTPException(404, f"no logging override for {name!r}")
+            await store.store(name, None)
+        return await _broadcast_change(name, None)
+
+    return await _audited_change(http_request, change, name, None)

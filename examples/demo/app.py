@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import c2casgiutils
-from c2casgiutils import broadcast, config, headers, health_checks, lifecycle
+from c2casgiutils import broadcast, config, headers, health_checks, lifecycle, request_id
 from c2casgiutils import prometheus as c2c_prometheus
 from c2casgiutils import sentry as c2c_sentry
 from c2casgiutils.broadcast import MissingAnswer
@@ -129,6 +129,8 @@ app.add_middleware(lifecycle.DrainMiddleware)
 c2c_prometheus.start_metrics_server()
 # The instrumentator's series (http_requests_total...) at a fraction of its cost (docs/operations.md).
 app.add_middleware(c2c_prometheus.PrometheusMiddleware)
+# Outermost: every request, and so every log line and audit record of c2casgiutils.audit, has its request id.
+app.add_middleware(request_id.RequestIdMiddleware)
 
 
 class Liveness(health_checks.Check):
