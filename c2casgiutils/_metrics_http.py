@@ -7,9 +7,10 @@
 over the live workers). ``handler`` is the route template (``/items/{item_id}``, mounts included); requests
 that match no route are grouped under ``none``; statuses are grouped (``2xx``).
 
-It wraps ``send`` only: no body is read or buffered, streaming is untouched. The route template of a
-``(root_path, path, method)`` is looked up once and kept in a bounded cache; the label children of each
-``(handler, method, status)`` are kept too, so a request costs a few dictionary lookups and the metric updates.
+It wraps ``send`` only: no body is read or buffered, streaming is untouched. The route template is read from
+the match the router left in the scope (``route_templates``), whatever the number of routes and whether the
+path was seen before; the label children of each ``(handler, method, status)`` are kept, so a request costs a
+few dictionary lookups and the metric updates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from c2casgiutils._optional import require
+from c2casgiutils.route_templates import PATH_CACHE_SIZE, RouteTemplates
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
 LOWR_BUCKETS = (0.1, 0.5, 1)
 UNMATCHED = "none"
-ROUTE_CACHE_SIZE = 4096
+ROUTE_CACHE_SIZE = PATH_CACHE_SIZE  # paths whose template was found by walking the routes (see route_templates)
 
 
 TOTAL_HELP = "Total number of requests by method, status and handler."
@@ -271,47 +273,6 @@ def _recorder(
     return _ClientRecorder(registry, prefix, highr, lowr)
 
 
-def _flat_routes(routes: Iterable[Any]) -> list[Any]:
-    """Routes as Starlette matches them; FastAPI's included routers expose their resolved routes."""
-    flat: list[Any] = []
-    for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if callable(contexts):
-            flat.extend(getattr(context, "starlette_route", None) or context for context in contexts())
-        else:
-            flat.append(route)
-    return flat
-
-
-def route_template(scope: Scope, routes: Iterable[Any]) -> str | None:
-    """The template of the route that serves ``scope`` (a path-only match as a fallback), None if none."""
-    from starlette.routing import Match, Mount  # noqa: PLC0415
-
-    partial = None
-    for route in _flat_routes(routes):
-        match, child_scope = route.matches(scope)
-        if match == Match.NONE:
-            continue
-        name: Any
-        if isinstance(route, Mount):
-            if not route.routes:
-                name = route.path
-            else:
-                child = route_template({**scope, **child_scope}, route.routes)
-                if child is None:
-                    continue
-                name = route.path + child
-        else:
-            name = getattr(route, "path", None)
-            if name is None:
-                continue
-        if match == Match.FULL:
-            return str(name)
-        if partial is None:
-            partial = str(name)
-    return partial
-
-
 class PrometheusMiddleware:
     """Request metrics with the names and labels of prometheus-fastapi-instrumentator's defaults.
 
@@ -338,27 +299,23 @@ class PrometheusMiddleware:
         self.group_status_codes = group_status_codes
         self._inprogress = _inprogress_gauge(registry, prefix)
         self._recorder = _recorder(registry, prefix, latency_highr_buckets, latency_lowr_buckets)
-        self._handlers: dict[tuple[str, str, str], str] = {}
+        self._templates = RouteTemplates(app, cache_size=ROUTE_CACHE_SIZE)
         self._statuses: dict[int, str] = {}
 
-    def _handler(self, scope: Scope) -> str:
-        key = (scope.get("root_path", ""), scope["path"], scope["method"])
-        handler = self._handlers.get(key)
-        if handler is None:
-            routes = getattr(scope.get("app"), "routes", None) or getattr(self.app, "routes", None) or ()
-            handler = route_template(scope, routes) or UNMATCHED
-            if len(self._handlers) >= ROUTE_CACHE_SIZE:
-                self._handlers.pop(next(iter(self._handlers)))
-            self._handlers[key] = handler
-        return handler
+    @property
+    def _handlers(self) -> dict[Any, str | None]:
+        """The bounded cache of the paths whose template was found by walking the routes."""
+        return self._templates.walked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        handler = self._handler(scope)
-        if handler in self.excluded:
+        started = self._templates.start(scope)
+        # An excluded route is not even counted in progress: known before the router runs only by a walk
+        # (literal prefixes first, bounded cache), done only when there are excluded handlers.
+        if self.excluded and (self._templates.walk_path(scope, started) or UNMATCHED) in self.excluded:
             await self.app(scope, receive, send)
             return
         status = 500
@@ -381,14 +338,16 @@ class PrometheusMiddleware:
         finally:
             inprogress.dec()
             duration = time.perf_counter() - start
+            handler = self._templates.template(scope, started, status) or UNMATCHED
             status_label = self._statuses.get(status)
             if status_label is None:
                 status_label = self._statuses[status] = (
                     f"{str(status)[0]}xx" if self.group_status_codes else str(status)
                 )
-            self._recorder.record(
-                (handler, scope["method"], status_label), _content_length(scope), response_size, max(duration, 0.0)
-            )
+            if handler not in self.excluded:
+                self._recorder.record(
+                    (handler, scope["method"], status_label), _content_length(scope), response_size, max(duration, 0.0)
+                )
 
 
 def _int(value: bytes) -> int:
