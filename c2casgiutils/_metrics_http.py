@@ -55,6 +55,7 @@ INPROGRESS_HELP = "Number of HTTP requests in progress."
 _STORES: dict[tuple[Any, str], RequestMetrics] = {}
 _GAUGES: dict[tuple[Any, str], Any] = {}
 _LOCK = threading.Lock()
+_perf_counter = time.perf_counter
 _HELP = Help(TOTAL_HELP, REQUEST_SIZE_HELP, RESPONSE_SIZE_HELP, HIGHR_HELP, LOWR_HELP, INPROGRESS_HELP)
 
 
@@ -269,7 +270,7 @@ class PrometheusMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
+        start = _perf_counter()
         started = self._templates.start(scope)
         # An excluded route is not even counted in progress: known before the router runs only by a walk
         # (literal prefixes first, bounded cache), done only when there are excluded handlers.
@@ -295,7 +296,7 @@ class PrometheusMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            duration = time.perf_counter() - start
+            duration = _perf_counter() - start
             handler = self._templates.template(scope, started, status) or UNMATCHED
             status_label = self._statuses.get(status)
             if status_label is None:

@@ -72,9 +72,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         header_name = self._header_name
+        name_length = len(header_name)
         request_id = None
         for name, value in scope.get("headers", ()):  # inline: a call per request costs as much as the loop
-            if name.lower() == header_name:
+            if len(name) == name_length and name.lower() == header_name:
                 try:
                     given = bytes(value).decode("ascii")
                 except UnicodeDecodeError:
@@ -92,7 +93,6 @@ class RequestIdMiddleware:
             state = scope["state"] = {}
         state["request_id"] = request_id
         header = (header_name, request_id.encode("ascii"))
-        name_length = len(header_name)
 
         # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
         def send_with_id(message: Message) -> Awaitable[None]:
@@ -104,7 +104,7 @@ class RequestIdMiddleware:
                     if len(item[0]) == name_length and item[0].lower() == header_name:
                         headers = [item for item in headers if item[0].lower() != header_name]
                         break
-                message = {**message, "headers": [*headers, header]}
+                message["headers"] = [*headers, header]
             return send(message)
 
         token = request_id_var.set(request_id)
