@@ -12,9 +12,6 @@ its mode when first imported.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import gc
 import json
 import os
 import statistics
@@ -62,28 +59,9 @@ def build(stack: str) -> Any:
 
 
 def measure(rounds: int, requests: int) -> dict[str, list[float]]:
-    import uvloop
-    from uvicorn_inproc import InProcessServer
+    from uvicorn_inproc import alternating_rounds
 
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {0})
-
-    async def run() -> dict[str, list[float]]:
-        loop = asyncio.get_running_loop()
-        servers = {stack: InProcessServer(build(stack), loop) for stack in STACKS}
-        for server in servers.values():
-            await server.run(REQUEST, 1000)  # warm up
-        gc.collect()
-        gc.freeze()
-        samples: dict[str, list[float]] = {stack: [] for stack in STACKS}
-        for index in range(rounds):
-            for stack in STACKS if index % 2 == 0 else STACKS[::-1]:
-                samples[stack].append(await servers[stack].run(REQUEST, requests))
-        for server in servers.values():
-            server.check_ok()
-        return samples
-
-    return uvloop.run(run())
+    return alternating_rounds({stack: build(stack) for stack in STACKS}, REQUEST, rounds, requests)
 
 
 def child(mode: str, rounds: int, requests: int) -> None:

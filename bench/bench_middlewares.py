@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import re
@@ -406,11 +405,7 @@ HEADER_COUNTS = (0, 4, 8, 12, 16)
 
 def inproc_samples(stacks: list[str], rounds: int, requests: int) -> dict[str, list[float]]:
     """µs per request of each stack, one figure per round, through uvicorn's protocol in this process."""
-    import uvloop
-    from uvicorn_inproc import InProcessServer
-
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {0})  # one core, as the served figures
+    from uvicorn_inproc import alternating_rounds
 
     def build(stack: str) -> Any:
         os.environ["BENCH_STACK"] = stack
@@ -418,22 +413,7 @@ def inproc_samples(stacks: list[str], rounds: int, requests: int) -> dict[str, l
         exec(compile(APP_SOURCE, f"<bench app {stack}>", "exec"), namespace)  # our own source
         return namespace["app"]
 
-    async def measure() -> dict[str, list[float]]:
-        loop = asyncio.get_running_loop()
-        servers = {stack: InProcessServer(build(stack), loop) for stack in stacks}
-        for server in servers.values():
-            await server.run(INPROC_REQUEST, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
-        gc.collect()
-        gc.freeze()  # the apps of the other stacks must not lengthen the collections of this one
-        samples: dict[str, list[float]] = {stack: [] for stack in stacks}
-        for round_index in range(rounds):
-            for stack in stacks if round_index % 2 == 0 else stacks[::-1]:
-                samples[stack].append(await servers[stack].run(INPROC_REQUEST, requests))
-        for server in servers.values():
-            server.check_ok()
-        return samples
-
-    return uvloop.run(measure())
+    return alternating_rounds({stack: build(stack) for stack in stacks}, INPROC_REQUEST, rounds, requests)
 
 
 def _inproc_rows(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:

@@ -13,6 +13,9 @@ the time other processes held the core: far steadier than the wall clock when th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,3 +105,59 @@ class InProcessServer:
     def check_ok(self) -> None:
         if set(self.transport.statuses) != {b"200"}:
             raise RuntimeError(f"responses other than 200: {self.transport.statuses}")
+
+
+def alternating_rounds(
+    apps: dict[str, Any], request: bytes, rounds: int, requests: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
+    """µs per request of each application, one figure per round, on one core under uvloop.
+
+    Each is warmed up (1000 requests), then every round times ``requests`` requests of each in turn, the order
+    reversed every other round so that a slow moment of the machine hits them alike.
+    """
+    import uvloop
+
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {0})
+
+    async def run() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        servers = {name: InProcessServer(app, loop, clock) for name, app in apps.items()}
+        for server in servers.values():
+            await server.run(request, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
+        gc.collect()
+        gc.freeze()  # the other applications must not lengthen the collections of this one
+        names = list(servers)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for index in range(rounds):
+            for name in names if index % 2 == 0 else names[::-1]:
+                samples[name].append(await servers[name].run(request, requests))
+        for server in servers.values():
+            server.check_ok()
+        return samples
+
+    return uvloop.run(run())
+
+
+def counted(run: Callable[[], Any]) -> None:
+    """Call ``run`` under ``functools.reduce``: the only function that :func:`instructions` counts within."""
+    import functools
+
+    functools.reduce(lambda _, __: run(), [None], None)
+
+
+def instructions(command: list[str], requests: int) -> float:
+    """Instructions per request of ``command`` (a Python child that serves ``requests`` requests in
+    :func:`counted`), counted by valgrind's callgrind: the same figure on every run, whatever the load."""
+    import re
+    import subprocess
+
+    valgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce"]
+    valgrind.append("--callgrind-out-file=/dev/null")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run([*valgrind, *command], capture_output=True, text=True, timeout=1800, check=True, env=env)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
+    return int(found[1]) / requests
+

@@ -340,7 +340,6 @@ class ForwardedHeadersMiddleware:
         else:
             wanted = {header for field, header in _X_FORWARDED_HEADERS.items() if field in self.fields}
         self._wanted = frozenset(wanted)
-        self._name_lengths = frozenset(len(name) for name in (*wanted, b"host"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._enabled and scope["type"] in _REWRITTEN_TYPES:
@@ -363,12 +362,8 @@ class ForwardedHeadersMiddleware:
         found: list[tuple[bytes, bytes]] = []
         host: bytes | None = None
         host_index = _NO_HOST  # where the single Host header is, to replace it without a second scan
-        lengths = self._name_lengths
         for index, item in enumerate(scope["headers"]):
-            name = item[0]
-            if len(name) not in lengths:  # most request headers: no lower() needed to know they are not ours
-                continue
-            name = name.lower()
+            name = item[0].lower()
             if name in wanted:
                 found.append((name, item[1]))
             elif name == b"host":

@@ -26,9 +26,10 @@ state (``scope["state"]``, shared by the copies middlewares make of the scope), 
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -69,19 +70,34 @@ def walk(scope: Scope, routes: Iterable[Any]) -> str | None:
     The reference rule (prometheus-fastapi-instrumentator's): every route is asked in order, mounts are entered.
     :class:`RouteTemplates` gives the same answers without asking every route.
     """
+    return _first_match(scope, ((route, _mounted_walk(route)) for route in _flat_routes(routes)))
+
+
+def _mounted_walk(route: Any) -> Callable[[Scope], str | None] | None:
+    """The walk of a mount's own routes; None for any other route and for a mount of an app without routes."""
+    from starlette.routing import Mount  # noqa: PLC0415
+
+    if isinstance(route, Mount) and route.routes:
+        return functools.partial(walk, routes=route.routes)
+    return None
+
+
+def _first_match(scope: Scope, candidates: Iterable[tuple[Any, Callable[[Scope], str | None] | None]]) -> str | None:
+    """The rule of :func:`walk` for one router: ``candidates`` are its routes in order, each with the walk of the
+    routes below it (a mount's) or None."""
     from starlette.routing import Match, Mount  # noqa: PLC0415
 
     partial = None
-    for route in _flat_routes(routes):
+    for route, inner in candidates:
         match, child_scope = route.matches(scope)
         if match == Match.NONE:
             continue
         name: Any
         if isinstance(route, Mount):
-            if not route.routes:
+            if inner is None:
                 name = route.path
             else:
-                child = walk({**scope, **child_scope}, route.routes)
+                child = inner({**scope, **child_scope})
                 if child is None:
                     continue
                 name = route.path + child
@@ -414,43 +430,14 @@ class RouteTemplates:
         return template
 
 
-def _pruned_walk(scope: dict[str, Any], level: _Level) -> str | None:
+def _pruned_walk(scope: Scope, level: _Level) -> str | None:
     """:func:`walk`, asking only the routes whose literal prefix fits the path."""
-    from starlette.routing import Match, Mount  # noqa: PLC0415
-
-    partial = None
-    for position in level.candidates(_route_path(scope["path"], scope.get("root_path", ""))):
-        route = level.routes[position]
-        match, child_scope = route.matches(scope)
-        if match == Match.NONE:
-            continue
-        name: Any
-        child_level = level.children[position]
-        if isinstance(route, Mount):
-            if child_level is None:
-                name = route.path
-            else:
-                child = _pruned_walk({**scope, **child_scope}, child_level)
-                if child is None:
-                    continue
-                name = route.path + child
-        else:
-            name = getattr(route, "path", None)
-            if name is None:
-                continue
-        if match == Match.FULL:
-            return str(name)
-        if partial is None:
-            partial = str(name)
-    return partial
-
-
-def _iter_templates(routes: Iterable[Any], prefix: str = "") -> Iterator[str]:
-    """Every full template of ``routes`` (for tests and tables)."""
-    from starlette.routing import Mount  # noqa: PLC0415
-
-    for route in _flat_routes(routes):
-        if isinstance(route, Mount) and route.routes:
-            yield from _iter_templates(route.routes, prefix + route.path)
-        elif isinstance(getattr(route, "path", None), str):
-            yield prefix + route.path
+    candidates = level.candidates(_route_path(scope["path"], scope.get("root_path", "")))
+    return _first_match(
+        scope,
+        (
+            (level.routes[position], None if child is None else functools.partial(_pruned_walk, level=child))
+            for position in candidates
+            for child in (level.children[position],)
+        ),
+    )
