@@ -98,6 +98,8 @@ class RequestIdMiddleware:
         def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 headers = message.get("headers", ())
+                if type(headers) is not list:  # read twice below: an iterator would be used up by the first pass
+                    headers = list(headers)
                 # The application's own header of that name is replaced. Outside the security headers a response
                 # has a dozen headers: only those of the same length are lowered and compared.
                 for item in headers:
