@@ -47,6 +47,7 @@ class UvicornInstance:
         self.state_dir = folder / "state"  # the metrics' multiprocess directory, the availability beside it
         self.state_dir.mkdir(exist_ok=True)
         self.cwd = cwd
+        self.worker_count = workers
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [
@@ -84,14 +85,20 @@ class UvicornInstance:
         return self
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        """Until the readiness probe answers 200 (bounded: a loaded machine starts slowly)."""
+        """Until the readiness probe answers 200 and lists every worker accepting (bounded: a loaded machine
+        starts slowly). The instance is ready with its first worker; a test that counts processes (broadcast
+        answers) needs all of them started."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
         while True:
             assert self.process.poll() is None, f"uvicorn exited {self.process.returncode}:\n{self.output()}"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + READINESS, timeout=5).status_code == 200:
-                    return
+            with contextlib.suppress(httpx.HTTPError, ValueError, KeyError, StopIteration):
+                response = httpx.get(self.url + READINESS, timeout=5)
+                if response.status_code == 200:
+                    readiness = next(e for e in response.json()["entities"] if e["name"] == "ReadinessState")
+                    workers = readiness["payload"]["workers"]
+                    if len(workers) == self.worker_count and set(workers.values()) == {"accepting"}:
+                        return
             assert time.monotonic() < deadline, f"not ready within {timeout} s:\n{self.output()}"
             time.sleep(0.2)
 
