@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, logs, redis_utils
+from c2casgiutils import auth, broadcast, config, health_checks, logs, redis_utils, tracing
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
 from c2casgiutils.tools import debug as tools_debug
@@ -33,6 +33,7 @@ def create_app() -> FastAPI:
         docs_url=f"{prefix}/docs",
         redoc_url=f"{prefix}/redoc",
         openapi_url=f"{prefix}/openapi.json",
+        **tracing.mounted_app_options(),  # the request's server span is the one of the app it is mounted in
     )
     sub_app.include_router(health_checks.router, prefix=prefix, tags=["c2c_health_checks"])
     sub_app.include_router(auth.router, prefix=f"{prefix}/auth", tags=["c2c_auth"])
@@ -50,13 +51,14 @@ app = create_app()
 
 
 async def startup(main_app: FastAPI | None = None) -> None:
-    """Start what the package needs: settings checks, broadcast listener, logging overrides.
+    """Start what the package needs: settings checks, span export, broadcast listener, logging overrides.
 
-    Call it from the service's lifespan; :func:`shutdown` closes what it opened.
+    Call it from the service's lifespan (in each worker); :func:`shutdown` closes what it opened.
     """
     del main_app  # kept for the documented signature; nothing is attached to the main app
     auth.check_settings()
     logs.mask_access_log_secrets()
+    tracing.start_export()  # with the otel extra and OTEL_EXPORTER_OTLP_ENDPOINT set; nothing otherwise
     await broadcast.startup()
     await tools_logging.startup()
     await tools_debug.startup()
@@ -65,10 +67,11 @@ async def startup(main_app: FastAPI | None = None) -> None:
 
 
 async def shutdown(main_app: FastAPI | None = None) -> None:
-    """Stop the broadcast listener and close the Redis connections opened by :func:`startup`."""
+    """Stop the broadcast listener, close the Redis connections opened by :func:`startup`, send the last spans."""
     del main_app
     await broadcast.shutdown()
     await redis_utils.cleanup()
+    await tracing.stop_export()
 
 
 @asynccontextmanager

@@ -4,7 +4,8 @@
 malformed or oversized value is replaced by a fresh random id, so a client cannot inject arbitrary text
 into the logs. The id is returned in the response, stored in ``request.state.request_id`` and in a
 contextvar that :class:`RequestIdFilter` copies onto every log record, and that :func:`outgoing_headers`
-and :func:`async_client` forward to the services we call.
+and :func:`async_client` forward to the services we call. Inside it, :class:`~c2casgiutils.tracing.
+TraceContextMiddleware` sets the W3C trace context, which the same helpers pass on (``traceparent``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config
+from c2casgiutils.tracing import TraceContextMiddleware, add_trace_headers, log_ids, trace_headers
 
 if TYPE_CHECKING:
     import httpx
@@ -75,6 +77,7 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._traced = TraceContextMiddleware(app)  # trace context inside the request id: both in every log line
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -97,31 +100,39 @@ class RequestIdMiddleware:
         try:
             sentry_sdk = _active_sentry()
             if sentry_sdk is None:
-                await self.app(scope, receive, send_with_id)
+                await self._traced(scope, receive, send_with_id)
             else:
                 # A scope of its own, so the tag never leaks to other requests of the process.
                 with sentry_sdk.isolation_scope() as sentry_scope:
                     sentry_scope.set_tag("request_id", request_id)
-                    await self.app(scope, receive, send_with_id)
+                    await self._traced(scope, receive, send_with_id)
         finally:
             request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):
-    """Put ``request_id`` on every record (None outside a request), for formatters to show it.
+    """Put ``request_id``, ``trace_id`` and ``span_id`` on every record (None outside a request), for text formats.
 
-    Attach it to handlers (``handler.addFilter``) so records of every logger get the field.
+    Attach it to handlers (``handler.addFilter``) so records of every logger get the fields (``%(trace_id)s``).
+    The JSON formatter needs no filter: it reads them itself.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id, record.span_id = log_ids()
         return True
 
 
 def outgoing_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """``headers`` plus the current request id, to pass along on a call to another service."""
-    result = dict(headers or {})
+    """``headers`` plus the current request id and trace context, to pass along on a call to another service.
+
+    A ``traceparent`` or ``tracestate`` given in ``headers`` wins.
+    """
+    given = {name.lower() for name in headers or ()}
+    result = {name: value for name, value in trace_headers().items() if name not in given}
+    result.update(headers or {})
     request_id = request_id_var.get()
     if request_id is not None:
         result[config.settings.request_id.header] = request_id
@@ -136,12 +147,13 @@ async def _add_request_id(request: httpx.Request) -> None:
 
 
 def async_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` that forwards the current request id on every request it sends.
+    """An ``httpx.AsyncClient`` that forwards the current request id and trace context on every request it sends.
 
-    The id is read when each request is sent, so one client can be shared by all requests.
+    They are read when each request is sent, so one client can be shared by all requests; a header the caller
+    sets wins.
     """
     import httpx  # noqa: PLC0415  # imported here so the module stays light for logging configs
 
     hooks: dict[str, list[Any]] = {key: list(value) for key, value in kwargs.pop("event_hooks", {}).items()}
-    hooks.setdefault("request", []).insert(0, _add_request_id)
+    hooks.setdefault("request", [])[:0] = [_add_request_id, add_trace_headers]
     return httpx.AsyncClient(event_hooks=hooks, **kwargs)
