@@ -32,6 +32,7 @@ FILE_NAME = "c2c-exemplars-{pid}.bin"
 FILE_PREFIX = "c2c-exemplars-"
 MAGIC = b"C2CEXEM1"
 _HEADER = struct.Struct("<8sI")  # magic, slots in use
+HEADER_SIZE = _HEADER.size
 _CRC = struct.Struct("<I")
 _EXEMPLAR = struct.Struct("<dd16s8s")  # value, timestamp (seconds since the epoch), trace id, span id
 _KEY_LENGTH = struct.Struct("<H")
