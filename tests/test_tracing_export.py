@@ -289,6 +289,7 @@ async def main():
     print(json.dumps(sampled), flush=True)
 
 asyncio.run(main())
+os._exit(0)  # no atexit hook (the SDK has one): what reached the collector was sent by shutdown()
 """
 
 
