@@ -19,7 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config
-from c2casgiutils.tracing import TraceContextMiddleware, add_trace_headers, log_ids, trace_headers
+from c2casgiutils.tracing import TraceContextMiddleware, add_trace_headers, log_ids, trace_context_var, trace_headers
 
 if TYPE_CHECKING:
     import httpx
@@ -77,7 +77,8 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._traced = TraceContextMiddleware(app)  # trace context inside the request id: both in every log line
+        # The trace context is set here too (inline: no ASGI layer of its own), so both ids are in every log line.
+        self._trace = TraceContextMiddleware(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -97,16 +98,21 @@ class RequestIdMiddleware:
             await send(message)
 
         token = request_id_var.set(request_id)
+        trace_token = self._trace.enter(scope)
+        # No token: tracing is off (the app directly), or spans are exported (the span opened around the app).
+        inner = self.app if trace_token is not None or not self._trace.enabled else self._trace
         try:
             sentry_sdk = _active_sentry()
             if sentry_sdk is None:
-                await self._traced(scope, receive, send_with_id)
+                await inner(scope, receive, send_with_id)
             else:
                 # A scope of its own, so the tag never leaks to other requests of the process.
                 with sentry_sdk.isolation_scope() as sentry_scope:
                     sentry_scope.set_tag("request_id", request_id)
-                    await self._traced(scope, receive, send_with_id)
+                    await inner(scope, receive, send_with_id)
         finally:
+            if trace_token is not None:
+                trace_context_var.reset(trace_token)
             request_id_var.reset(token)
 
 

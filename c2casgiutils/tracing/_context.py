@@ -20,16 +20,17 @@ STATE_KEY = "trace_context"
 # untouched by an application that seeds the ``random`` module. Ids need to be unique, not secret.
 _IDS = random.Random()  # noqa: S311
 os.register_at_fork(after_in_child=_IDS.seed)
+_random_bits = _IDS.getrandbits
 
 
 def new_trace_id() -> str:
     """A random trace id: 32 lowercase hexadecimal characters, never all zeros."""
-    return f"{_IDS.getrandbits(128) or 1:032x}"
+    return (_random_bits(128) or 1).to_bytes(16, "big").hex()
 
 
 def new_span_id() -> str:
     """A random span id: 16 lowercase hexadecimal characters, never all zeros."""
-    return f"{_IDS.getrandbits(64) or 1:016x}"
+    return (_random_bits(64) or 1).to_bytes(8, "big").hex()
 
 
 class TraceContext:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from c2casgiutils.tracing._context import TraceContext, new_span_id, new_trace_id
-from c2casgiutils.tracing._w3c import parse_traceparent, parse_tracestate
+from c2casgiutils.tracing._w3c import parse_tracestate, traceparent_fields
 
 if TYPE_CHECKING:
     from starlette.types import Scope
@@ -34,11 +34,11 @@ def trace_headers(scope: Scope) -> tuple[list[str] | None, list[str] | None]:
         if size == 11 and name.lower() == b"traceparent":
             if parents is None:
                 parents = []
-            parents.append(bytes(value).decode("latin-1"))
+            parents.append(value.decode("latin-1"))
         elif size == 10 and name.lower() == b"tracestate":
             if states is None:
                 states = []
-            states.append(bytes(value).decode("latin-1"))
+            states.append(value.decode("latin-1"))
     return parents, states
 
 
@@ -49,6 +49,7 @@ class InboundPolicy:
         if trust not in TRUST_VALUES:
             raise ValueError(f"trust: expected one of {', '.join(TRUST_VALUES)}, got {trust!r}")
         self.trust = trust
+        self._always = trust == "always"
         self._proxies: Any = None
         if trust == "trusted_proxies":
             from c2casgiutils._forwarded import TrustedProxies  # noqa: PLC0415 - only for this mode
@@ -66,16 +67,16 @@ class InboundPolicy:
 
     def context(self, scope: Scope) -> TraceContext:
         """The request's trace context: the caller's trace with a new span of ours, or a new trace."""
-        if self.trust == "always" or self.allows(scope):
+        if self._always or self.allows(scope):
             parents, states = trace_headers(scope)
             if parents is not None:
-                parent = parse_traceparent(parents[0] if len(parents) == 1 else ",".join(parents))
-                if parent is not None:
+                fields = traceparent_fields(parents[0] if len(parents) == 1 else ",".join(parents))
+                if fields is not None:
                     return TraceContext(
-                        parent.trace_id,
+                        fields[0],
                         new_span_id(),
-                        parent.sampled,
-                        parent.parent_id,
+                        fields[2],
+                        fields[1],
                         parse_tracestate(states) if states is not None else None,
                     )
         # A trace that starts here is sampled: its log lines record it, and the services it calls may record theirs.
@@ -83,7 +84,7 @@ class InboundPolicy:
 
     def carries_refused_context(self, scope: Scope) -> bool:
         """Whether the request sends a trace context that this policy does not keep."""
-        if self.trust == "always" or self.allows(scope):
+        if self._always or self.allows(scope):
             return False
         parents, states = trace_headers(scope)
         return parents is not None or states is not None

@@ -7,11 +7,12 @@ request costs a header scan, a parse and a new span id: no span object, no OpenT
 
 from __future__ import annotations
 
+import contextvars
 from typing import TYPE_CHECKING
 
 from c2casgiutils import config
 from c2casgiutils.tracing import _export
-from c2casgiutils.tracing._context import STATE_KEY, trace_context_var
+from c2casgiutils.tracing._context import STATE_KEY, TraceContext, trace_context_var
 from c2casgiutils.tracing._inbound import InboundPolicy, Trust
 
 if TYPE_CHECKING:
@@ -43,18 +44,31 @@ class TraceContextMiddleware:
             settings.proxy_headers.trusted_hosts if trusted_hosts is None else trusted_hosts,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def enter(self, scope: Scope) -> contextvars.Token[TraceContext | None] | None:
+        """Set the request's trace context, without an ASGI layer (``RequestIdMiddleware`` runs it inline).
+
+        Returns the token to reset the contextvar with; None when nothing was set: disabled, a scope that is not
+        HTTP or WebSocket, or an HTTP request while spans are exported (``__call__`` then opens its span around
+        the app).
+        """
         if not self.enabled or scope["type"] not in _TRACED_TYPES:
-            await self.app(scope, receive, send)
-            return
-        export = _export.ACTIVE
-        if export is not None and scope["type"] == "http":
-            await export.serve(self.app, self.inbound, scope, receive, send)
-            return
+            return None
+        if _export.ACTIVE is not None and scope["type"] == "http":
+            return None
         context = self.inbound.context(scope)
         scope.setdefault("state", {})[STATE_KEY] = context
-        token = trace_context_var.set(context)
-        try:
+        return trace_context_var.set(context)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = self.enter(scope)
+        if token is not None:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                trace_context_var.reset(token)
+            return
+        export = _export.ACTIVE
+        if self.enabled and export is not None and scope["type"] == "http":
+            await export.serve(self.app, self.inbound, scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-        finally:
-            trace_context_var.reset(token)

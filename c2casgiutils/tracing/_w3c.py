@@ -28,6 +28,9 @@ _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 
 _TRACEPARENT = re.compile(r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)")
+# The usual value: exactly the four fields, nothing around them (checked without groups, then sliced).
+_EXACT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_EXACT_LENGTH = 55
 # key = lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")
 #     / (lcalpha / DIGIT) 0*240(lcalpha / DIGIT / "_" / "-" / "*" / "/") "@" lcalpha 0*13(lcalpha / DIGIT / ...)
 # value = 0*255(chr) nblk-chr; nblk-chr = %x21-2B / %x2D-3C / %x3E-7E; chr = %x20 / nblk-chr
@@ -46,18 +49,27 @@ class Traceparent(NamedTuple):
 
 def parse_traceparent(value: str) -> Traceparent | None:
     """The fields of a ``traceparent`` value (lines already combined with ``,``), None when it is invalid."""
-    if len(value) > MAX_TRACEPARENT_LENGTH:
-        return None
-    match = _TRACEPARENT.fullmatch(value)
-    if match is None:
-        return None
-    version, trace_id, parent_id, flags, rest = match.groups()
-    if version == INVALID_VERSION or (version == "00" and rest is not None):
-        return None
-    if trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_SPAN_ID:
+    fields = traceparent_fields(value)
+    return None if fields is None else Traceparent(*fields)
+
+
+def traceparent_fields(value: str) -> tuple[str, str, bool] | None:
+    """(trace id, parent id, sampled) of a ``traceparent`` value, None when it is invalid (the per-request path)."""
+    if len(value) == _EXACT_LENGTH and _EXACT.fullmatch(value) is not None:
+        version, trace_id, parent_id, flags = value[:2], value[3:35], value[36:52], value[53:]
+    else:
+        if len(value) > MAX_TRACEPARENT_LENGTH:
+            return None
+        match = _TRACEPARENT.fullmatch(value)
+        if match is None:
+            return None
+        version, trace_id, parent_id, flags, rest = match.groups()
+        if version == "00" and rest is not None:
+            return None
+    if version == INVALID_VERSION or trace_id == _ZERO_TRACE_ID or parent_id == _ZERO_SPAN_ID:
         return None
     # Only the sampled bit has a meaning in Level 1: the other flags are not passed on.
-    return Traceparent(trace_id, parent_id, flags[1] in "13579bdf")
+    return trace_id, parent_id, flags[1] in "13579bdf"
 
 
 def parse_tracestate(lines: list[str]) -> tuple[tuple[str, str], ...] | None:
