@@ -12,7 +12,9 @@ over the rounds, and the differences compare stacks measured in the same run:
   difference to ``request_id`` is the cost of the trace context without export (budget: 3 µs);
 - ``c2c_export``: ``trace_context`` with span export (the ``otel`` extra): the SDK's tracer provider, batch
   processor and OTLP/HTTP exporter sending to a local collector in another process; the server span is FastAPI's
-  own when this FastAPI makes one, else c2casgiutils';
+  own when this FastAPI makes one (with its 3 operation spans), else c2casgiutils';
+- ``c2c_own_span`` (FastAPI releases with their own spans): the same with FastAPI's spans off, so the one server
+  span is c2casgiutils';
 - ``otel_asgi``: the peer, opentelemetry-instrumentation-asgi's ``OpenTelemetryMiddleware`` with the same provider
   and exporter, and opentelemetry-instrumentation-logging for the trace ids in the log line (no request id).
 
@@ -44,6 +46,8 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
 
 sys.path.insert(0, str(Path(__file__).parent))
 from uvicorn_inproc import InProcessServer
@@ -128,6 +132,11 @@ def _stacks(provider: Any) -> dict[str, tuple[Any, Any]]:
     exported.add_middleware(request_id.RequestIdMiddleware)
     exported.middleware_stack = exported.build_middleware_stack()
     stacks["c2c_export"] = (exported, _export.ServerSpans(provider))
+    if native_spans:  # this FastAPI starts spans itself: also the span c2casgiutils makes when it does not
+        own_span = _app(logger, **no_native_spans)
+        own_span.add_middleware(request_id.RequestIdMiddleware)
+        own_span.middleware_stack = own_span.build_middleware_stack()
+        stacks["c2c_own_span"] = (own_span, _export.ServerSpans(provider))
     try:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
         from opentelemetry.instrumentation.logging import LoggingInstrumentor  # noqa: F401
@@ -249,7 +258,7 @@ def main() -> None:
     _report(samples, arguments, counter)
 
 
-class _SpanCounter:
+class _SpanCounter(SpanProcessor):
     """A span processor that counts the spans each stack ends."""
 
     def __init__(self) -> None:
@@ -320,6 +329,8 @@ def _report(samples: dict[str, list[float]], arguments: argparse.Namespace, coun
     print(f"trace context without export: {best['trace_context'] - best['request_id']:+.1f} µs per request "
           f"(median {median['trace_context'] - median['request_id']:+.1f}) over request ids alone")
     print(f"span export, c2casgiutils: {best['c2c_export'] - best['bare']:+.1f} µs on bare")
+    if "c2c_own_span" in best:
+        print(f"span export, c2casgiutils' own span: {best['c2c_own_span'] - best['bare']:+.1f} µs on bare")
     if "otel_asgi" in best:
         print(f"span export, opentelemetry-instrumentation-asgi: {best['otel_asgi'] - best['bare']:+.1f} µs on bare")
 
