@@ -13,16 +13,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
 
-# Makes the SDK, the exporters and the instrumentations look uninstalled, as without the extra.
+# Makes the packages of the extra look uninstalled: the SDK, the exporters, the instrumentations; and the API too
+# when the installed FastAPI does not bring it (releases before its own telemetry), as on a real install.
 BLOCKER = """
 import sys
-BLOCKED = ("opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto", "opentelemetry.instrumentation")
+BLOCKED = ["opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto", "opentelemetry.instrumentation"]
 class _Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.startswith(BLOCKED):
+        if name.startswith(tuple(BLOCKED)):
             raise ImportError(f"No module named {name!r} (blocked by the test)")
         return None
 sys.meta_path.insert(0, _Blocker())
+import fastapi
+if "opentelemetry" not in sys.modules:
+    BLOCKED.append("opentelemetry")
 """
 
 SCRIPT = """

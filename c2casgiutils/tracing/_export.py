@@ -114,9 +114,9 @@ def start(tracer_provider: Any = None) -> ServerSpans | None:
         if endpoint() is None:
             return None
         check_environment()
-        try:
-            trace = require("opentelemetry.trace", "otel", "Span export (OTEL_EXPORTER_OTLP_ENDPOINT)")
+        try:  # the SDK first: without the extra nothing of OpenTelemetry gets imported here
             sdk_trace = require("opentelemetry.sdk.trace", "otel", "Span export (OTEL_EXPORTER_OTLP_ENDPOINT)")
+            trace = require("opentelemetry.trace", "otel", "Span export (OTEL_EXPORTER_OTLP_ENDPOINT)")
             export = require("opentelemetry.sdk.trace.export", "otel", "Span export")
             resources = require("opentelemetry.sdk.resources", "otel", "Span export")
             otlp = require("opentelemetry.exporter.otlp.proto.http.trace_exporter", "otel", "Span export")
