@@ -34,9 +34,9 @@ from prometheus_client import CollectorRegistry
 
 import c2casgiutils
 from c2casgiutils import config, errors, prometheus, request_id, tracing
-from c2casgiutils.logs import JsonFormatter
 from c2casgiutils.tracing import _export, _fastapi
 from tests.otlp_receiver import OtlpReceiver
+from tests.tracing_fixtures import json_lines
 
 ROOT = Path(__file__).parent.parent
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -58,13 +58,8 @@ def exporter() -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
 
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    _LOGGER.addHandler(handler)
-    _LOGGER.setLevel(logging.INFO)
-    yield stream
-    _LOGGER.removeHandler(handler)
+    with json_lines(_LOGGER) as stream:
+        yield stream
 
 
 def _service(mode: str, provider: TracerProvider, registry: CollectorRegistry, **telemetry: Any) -> FastAPI:
@@ -293,23 +288,27 @@ os._exit(0)  # no atexit hook (the SDK has one): what reached the collector was 
 """
 
 
+def _run_script(receiver: OtlpReceiver, tmp_path: Path, requests: int, traceparent: bool, **env: str) -> list[bool]:
+    """EXPORT_SCRIPT in a fresh interpreter exporting to ``receiver``; the sampled flag of each request."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "C2C__"))}
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(EXPORT_SCRIPT), str(requests), "1" if traceparent else "0"],
+        env={**base, "PYTHONPATH": str(ROOT), "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, **env},
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    sampled: list[bool] = json.loads(result.stdout)
+    return sampled
+
+
 def test_spans_reach_an_otlp_collector_when_shutdown_flushes(tmp_path: Path) -> None:
     """The real SDK and OTLP/HTTP exporter to a local receiver; the batch delay is longer than the run: only the
     flush of ``shutdown()`` sends them."""
     with OtlpReceiver() as receiver:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "C2C__"))},
-            "PYTHONPATH": str(ROOT),
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_SERVICE_NAME": "export-test",
-            "OTEL_BSP_SCHEDULE_DELAY": "600000",
-        }
-        result = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(EXPORT_SCRIPT), "20", "1"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        sampled = _run_script(
+            receiver, tmp_path, 20, True, OTEL_SERVICE_NAME="export-test", OTEL_BSP_SCHEDULE_DELAY="600000"
         )
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout) == [True] * 20
+        assert sampled == [True] * 20
         spans = receiver.spans()
     server = [span for span in spans if span.kind == "SPAN_KIND_SERVER"]
     assert len(server) == 21, [span.name for span in spans]
@@ -323,17 +322,8 @@ def test_spans_reach_an_otlp_collector_when_shutdown_flushes(tmp_path: Path) -> 
 def test_sampler_variables_are_the_sdks(tmp_path: Path) -> None:
     """OTEL_TRACES_SAMPLER=traceidratio with 0: new traces are not sampled, nothing exported; the flag says so."""
     with OtlpReceiver() as receiver:
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "C2C__"))},
-            "PYTHONPATH": str(ROOT),
-            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-            "OTEL_TRACES_SAMPLER": "traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0",
-        }
-        result = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(EXPORT_SCRIPT), "5", "0"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        sampled = _run_script(
+            receiver, tmp_path, 5, False, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0"
         )
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout) == [False] * 5
+        assert sampled == [False] * 5
         assert receiver.spans() == []

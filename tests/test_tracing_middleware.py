@@ -19,8 +19,8 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.types import Receive, Scope, Send
 
 from c2casgiutils import errors, request_id, tracing
-from c2casgiutils.logs import JsonFormatter, RequestIdFilter
-from tests.tracing_fixtures import TracingService
+from c2casgiutils.logs import RequestIdFilter
+from tests.tracing_fixtures import TracingService, json_lines
 
 _LOGGER = logging.getLogger("tracing_test")
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -33,13 +33,8 @@ HEX16 = re.compile("[0-9a-f]{16}")
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """JSON lines of the test's logger, written by the formatter alone (no filter)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    _LOGGER.addHandler(handler)
-    _LOGGER.setLevel(logging.INFO)
-    yield stream
-    _LOGGER.removeHandler(handler)
+    with json_lines(_LOGGER) as stream:
+        yield stream
 
 
 def _app(**options: Any) -> FastAPI:

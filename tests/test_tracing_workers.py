@@ -134,7 +134,7 @@ def test_every_span_of_three_workers_reaches_the_collector_through_sigterm(
             assert response.status_code == 200
             assert response.json()["trace_id"] == f"{number:032x}"
             pids[number] = response.json()["pid"]
-        assert set(pids.values()) == set(service.worker_pids()), "the requests never reached every worker"
+        assert set(pids.values()) == service.worker_pids(), "the requests never reached every worker"
         held = [100_000 + index for index in range(9)]
         for trace in held:
             holders.start(trace)
@@ -145,7 +145,7 @@ def test_every_span_of_three_workers_reaches_the_collector_through_sigterm(
         assert holders.held() == len(held)  # still in flight after SIGTERM
         (service.state / "release").touch()
         holders.join()
-        assert service.process.wait(90) == 0
+        assert service.exited(90) == 0
     finally:
         (service.state / "release").touch()
         service.stop()
@@ -158,7 +158,7 @@ def test_every_span_of_three_workers_reaches_the_collector_through_sigterm(
     assert {by_trace[f"{number:032x}"][0].name for number in held} == {"GET /hold"}
     assert all(by_trace[trace_id][0].parent_id == SPAN for trace_id in expected)
     assert not receiver.rejected
-    output = service.output()
+    output = service.logs_text()
     assert "Traceback" not in output, output
 
 
@@ -195,7 +195,7 @@ def test_prometheus_gets_the_exemplars_of_every_worker(tmp_path: Path) -> None:
     prometheus: PrometheusServer | None = None
     try:
         wait_port(metrics_port, timeout=60)
-        workers = set(service.worker_pids())
+        workers = service.worker_pids()
         prometheus = PrometheusServer(
             prometheus_binary, tmp_path, metrics_port, flags=("--enable-feature=exemplar-storage",)
         )
@@ -232,7 +232,7 @@ def test_prometheus_gets_the_exemplars_of_every_worker(tmp_path: Path) -> None:
         if prometheus is not None:
             prometheus.stop()
         service.stop()
-    output = service.output()
+    output = service.logs_text()
     assert "Traceback" not in output, output
 
 

@@ -7,8 +7,6 @@ exported when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (by ``c2casgiutils.startup(
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,10 +18,10 @@ from fastapi import FastAPI, HTTPException, Request
 
 import c2casgiutils
 from c2casgiutils import errors, prometheus, request_id, tracing
+from tests.held_requests import hold_until_released
 
 _LOGGER = logging.getLogger("tracing_service")
 STATE = Path(os.environ.get("TEST_STATE_DIR", "."))
-_COUNTER = itertools.count()
 
 
 @asynccontextmanager
@@ -88,14 +86,6 @@ async def fail() -> None:
 @app.get("/hold")
 async def hold() -> dict[str, Any]:
     """Stay in progress until the ``release`` file exists (60 s at most)."""
-    marker = STATE / "held" / f"{os.getpid()}-{next(_COUNTER)}"
-    marker.write_text("")
-    try:
-        for _ in range(1200):
-            if (STATE / "release").exists():
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        marker.unlink(missing_ok=True)
+    await hold_until_released(STATE)
     _LOGGER.info("hold released")
     return {"pid": os.getpid(), **_context()}
