@@ -281,6 +281,11 @@ async def main():
             sampled.append((await client.get("/hello", headers=headers)).json()["sampled"])
         await client.get("/c2c/health_checks")
     await c2casgiutils.shutdown(app)
+    # A second start in the same process (tests, a reloaded app) exports again.
+    await c2casgiutils.startup(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        await client.get("/hello", headers={"traceparent": f"00-{999:032x}-00f067aa0ba902b7-01"})
+    await c2casgiutils.shutdown(app)
     print(json.dumps(sampled), flush=True)
 
 asyncio.run(main())
@@ -311,9 +316,10 @@ def test_spans_reach_an_otlp_collector_when_shutdown_flushes(tmp_path: Path) -> 
         assert sampled == [True] * 20
         spans = receiver.spans()
     server = [span for span in spans if span.kind == "SPAN_KIND_SERVER"]
-    assert len(server) == 21, [span.name for span in spans]
+    assert len(server) == 22, [span.name for span in spans]
     assert {span.service for span in spans} == {"export-test"}
-    assert {span.trace_id for span in server if span.name == "GET /hello"} == {f"{n:032x}" for n in range(1, 21)}
+    hello = {span.trace_id for span in server if span.name == "GET /hello"}
+    assert hello == {f"{n:032x}" for n in (*range(1, 21), 999)}
     assert [span.name for span in server if span.name != "GET /hello"] == ["GET /c2c/health_checks"]
     assert {span.parent_id for span in server if span.name == "GET /hello"} == {"00f067aa0ba902b7"}
     assert not receiver.rejected
@@ -326,4 +332,5 @@ def test_sampler_variables_are_the_sdks(tmp_path: Path) -> None:
             receiver, tmp_path, 5, False, OTEL_TRACES_SAMPLER="traceidratio", OTEL_TRACES_SAMPLER_ARG="0"
         )
         assert sampled == [False] * 5
+        # traceidratio is not parent-based: even the restart's request, sent with a sampled parent, is not sampled.
         assert receiver.spans() == []

@@ -5,8 +5,10 @@
 ``true``. It sets the SDK's tracer provider (service name from ``OTEL_SERVICE_NAME``, sampler from
 ``OTEL_TRACES_SAMPLER`` / ``OTEL_TRACES_SAMPLER_ARG``) with a batch processor and the OTLP/HTTP exporter, unless
 the process already has a provider (``opentelemetry-instrument``, FastAPI's own auto-configuration): then spans go
-to that one. :func:`stop` flushes and closes it, from ``c2casgiutils.shutdown()``, so the spans of the requests
-that were in flight when the worker was told to stop are sent before it exits.
+to that one. :func:`stop` flushes it, from ``c2casgiutils.shutdown()``, so the spans of the requests that were in
+flight when the worker was told to stop are sent before it exits (uvicorn re-raises SIGTERM after its shutdown:
+the SDK's own ``atexit`` hook may never run). The provider stays usable: a later ``startup()`` in the same process
+exports again.
 
 Each HTTP request gets one server span, named ``"{method} {route template}"`` (the template of the metrics'
 ``handler`` label). Recent FastAPI releases start a server span of their own, around every middleware, once a
@@ -109,7 +111,6 @@ def start(tracer_provider: Any = None) -> ServerSpans | None:
     global ACTIVE  # noqa: PLW0603 - one export per process
     if ACTIVE is not None and ACTIVE.pid == os.getpid() and tracer_provider is None:
         return ACTIVE
-    owned = False
     if tracer_provider is None:
         if endpoint() is None:
             return None
@@ -134,14 +135,13 @@ def start(tracer_provider: Any = None) -> ServerSpans | None:
                 tracer_provider.shutdown()
                 tracer_provider = trace.get_tracer_provider()
             else:
-                owned = True
                 _LOGGER.info("Exporting spans to %s (pid %s)", endpoint(), os.getpid())
-    ACTIVE = ServerSpans(tracer_provider, owned)
+    ACTIVE = ServerSpans(tracer_provider)
     return ACTIVE
 
 
 async def stop() -> None:
-    """Send the spans still queued and close the exporter of this process (no-op when not exporting)."""
+    """Send the spans still queued (no-op when not exporting); the requests that follow are not traced."""
     global ACTIVE
     active, ACTIVE = ACTIVE, None
     if active is None or active.pid != os.getpid():
@@ -168,14 +168,13 @@ async def stop() -> None:
 
 
 class ServerSpans:
-    """One server span per HTTP request, from ``tracer_provider``; ``owned``: the provider is closed by stop()."""
+    """One server span per HTTP request, from ``tracer_provider``."""
 
-    def __init__(self, tracer_provider: Any, owned: bool = False) -> None:
+    def __init__(self, tracer_provider: Any) -> None:
         from opentelemetry import context, propagate, trace  # noqa: PLC0415 - the extra, once installed
 
         self.pid = os.getpid()
         self.provider = tracer_provider
-        self.owned = owned
         self._tracer = tracer_provider.get_tracer("c2casgiutils", __version__)
         self._trace = trace
         self._context = context
@@ -185,10 +184,8 @@ class ServerSpans:
         self._routes: dict[tuple[Any, ...], str | None] = {}
 
     def flush(self) -> None:
-        """Send the queued spans; close the provider when it is ours."""
-        if self.owned:
-            self.provider.shutdown()
-        elif callable(getattr(self.provider, "force_flush", None)):
+        """Send the queued spans (a provider without ``force_flush``, such as the API's no-op one, has none)."""
+        if callable(getattr(self.provider, "force_flush", None)):
             self.provider.force_flush(int(FLUSH_TIMEOUT * 1000))
 
     def inject(self, carrier: dict[str, str]) -> None:
