@@ -4,7 +4,8 @@ Starts a redis-server, then for each implementation 4 answering processes and on
 broadcasts sequentially and records each round trip (publish until every answer is back). Both run in the
 same invocation, on the same Redis, one after the other.
 
-    .venv/bin/python bench/bench_broadcast.py [--count 300] [--reference-python /work/refvenv/bin/python]
+    .venv/bin/python bench/bench_broadcast.py [--count 300] --reference-python PATH
+    .venv/bin/python bench/bench_broadcast.py --ours-only   # this package only
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import reference_python  # noqa: E402 # bench/, the directory of this script
 
 from tests.servers import RedisServer  # noqa: E402
 
@@ -90,8 +93,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=300, help="measured broadcasts per implementation")
-    parser.add_argument("--reference-python", default="/work/refvenv/bin/python")
+    reference_python.add_argument(parser, ours_only="--ours-only")
+    parser.add_argument("--ours-only", action="store_true", help="skip the reference package")
     args = parser.parse_args()
+    reference = None if args.ours_only else reference_python.checked(parser, args.reference_python, "--ours-only")
 
     server = RedisServer()
     server.start()
@@ -101,12 +106,10 @@ def main() -> None:
                 "ours", sys.executable, APPS / "ours.py", server.url, args.count, {"PYTHONPATH": str(ROOT)}
             )
         }
-        if Path(args.reference_python).exists():
+        if reference is not None:
             results["c2casgiutils 0.14.0 (reference)"] = run(
-                "reference", args.reference_python, APPS / "reference.py", server.url, args.count, {}
+                "reference", reference, APPS / "reference.py", server.url, args.count, {}
             )
-        else:
-            print(f"reference interpreter {args.reference_python} not found: measuring ours only")
     finally:
         server.close()
 

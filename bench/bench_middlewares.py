@@ -6,7 +6,7 @@ Rounds visit every server in turn (alternating order) with a keep-alive load gen
 figure of a stack is the median of its rounds and ratios compare stacks measured in the same run. Each
 request carries X-Forwarded-* headers from a trusted peer so the forwarded middleware does real work.
 
-    .venv/bin/python bench/bench_middlewares.py [--rounds 5] [--duration 3] [--reference-python PATH]
+    .venv/bin/python bench/bench_middlewares.py [--rounds 5] [--duration 3] --reference-python PATH
     .venv/bin/python bench/bench_middlewares.py --micro   # µs per request of the middleware code alone
     .venv/bin/python bench/bench_middlewares.py --ours-only --stacks armor,floor   # a subset of the servers
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import re
@@ -43,6 +42,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import reference_python  # bench/, the directory of this script
 
 STACKS = ("bare", "armor", "forwarded", "both", "floor", "minimal")
 OURS_ONLY_STACKS = ("minimal",)  # the same code in both implementations: measured once
@@ -379,11 +380,11 @@ def micro_figures(rounds: int, calls: int) -> dict[str, float]:
     return {name: best[name] - best["bare"] if name != "bare" else best[name] for name in stacks}
 
 
-def micro(reference_python: str) -> None:
+def micro(reference: str | None) -> None:
     results = {"ours": micro_figures(rounds=9, calls=20000)}
-    if Path(reference_python).exists():
+    if reference is not None:
         # BaseHTTPMiddleware makes the reference armor about 100 times slower: fewer calls keep it short.
-        command = [reference_python, __file__, "--micro-only", "2000"]
+        command = [reference, __file__, "--micro-only", "2000"]
         env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
         output = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True, env=env).stdout
         results["reference"] = json.loads(output)
@@ -406,11 +407,7 @@ HEADER_COUNTS = (0, 4, 8, 12, 16)
 
 def inproc_samples(stacks: list[str], rounds: int, requests: int) -> dict[str, list[float]]:
     """µs per request of each stack, one figure per round, through uvicorn's protocol in this process."""
-    import uvloop
-    from uvicorn_inproc import InProcessServer
-
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {0})  # one core, as the served figures
+    from uvicorn_inproc import alternating_rounds
 
     def build(stack: str) -> Any:
         os.environ["BENCH_STACK"] = stack
@@ -418,22 +415,7 @@ def inproc_samples(stacks: list[str], rounds: int, requests: int) -> dict[str, l
         exec(compile(APP_SOURCE, f"<bench app {stack}>", "exec"), namespace)  # our own source
         return namespace["app"]
 
-    async def measure() -> dict[str, list[float]]:
-        loop = asyncio.get_running_loop()
-        servers = {stack: InProcessServer(build(stack), loop) for stack in stacks}
-        for server in servers.values():
-            await server.run(INPROC_REQUEST, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
-        gc.collect()
-        gc.freeze()  # the apps of the other stacks must not lengthen the collections of this one
-        samples: dict[str, list[float]] = {stack: [] for stack in stacks}
-        for round_index in range(rounds):
-            for stack in stacks if round_index % 2 == 0 else stacks[::-1]:
-                samples[stack].append(await servers[stack].run(INPROC_REQUEST, requests))
-        for server in servers.values():
-            server.check_ok()
-        return samples
-
-    return uvloop.run(measure())
+    return alternating_rounds({stack: build(stack) for stack in stacks}, INPROC_REQUEST, rounds, requests)
 
 
 def _inproc_rows(samples: dict[str, list[float]]) -> dict[str, tuple[float, float]]:
@@ -449,7 +431,7 @@ def inproc(arguments: argparse.Namespace) -> None:
     wanted = arguments.stacks.split(",")
     stacks = ["bare", *(stack for stack in wanted if stack in INPROC_STACKS[1:] or re.fullmatch(r"floor-\d+", stack))]
     results = {"ours": _inproc_rows(inproc_samples(stacks, arguments.rounds, arguments.requests))}
-    if not arguments.ours_only and Path(arguments.reference_python).exists():
+    if not arguments.ours_only:
         # The floor and the minimal stack are the same code in both: measured once.
         reference_stacks = [stack for stack in stacks if stack != "floor" and stack not in OURS_ONLY_STACKS]
         command = [arguments.reference_python, __file__, "--inproc-only", ",".join(reference_stacks)]
@@ -499,7 +481,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds of load per server and round")
-    parser.add_argument("--reference-python", default="/work/refvenv/bin/python")
+    reference_python.add_argument(parser, ours_only="--ours-only")
     parser.add_argument("--stacks", default=",".join(STACKS), help="comma list, 'bare' always included")
     parser.add_argument("--ours-only", action="store_true", help="skip the reference package's servers")
     parser.add_argument("--micro", action="store_true", help="time the middlewares called directly, no server")
@@ -512,6 +494,11 @@ def main() -> None:
     parser.add_argument("--load-only", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--micro-only", type=int, metavar="CALLS", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    internal = arguments.micro_only or arguments.inproc_only or arguments.load_only  # run by a bench itself
+    if arguments.ours_only or internal or arguments.header_cost:
+        arguments.reference_python = None
+    else:
+        arguments.reference_python = reference_python.checked(parser, arguments.reference_python, "--ours-only")
     if arguments.micro_only:
         print(json.dumps(micro_figures(rounds=9, calls=arguments.micro_only)))
         return
@@ -538,12 +525,8 @@ def main() -> None:
         (app_dir / "bench_app.py").write_text(APP_SOURCE)
         implementations = {"ours": sys.executable}  # the "floor" stack is the same code in both
         stacks = ["bare", *(stack for stack in arguments.stacks.split(",") if stack in STACKS and stack != "bare")]
-        if arguments.ours_only:
-            pass
-        elif Path(arguments.reference_python).exists():
+        if arguments.reference_python is not None:
             implementations["reference"] = arguments.reference_python
-        else:
-            print(f"reference interpreter {arguments.reference_python} not found: measuring ours only")
         servers = [
             Server(implementation, stack, python, app_dir)
             for implementation, python in implementations.items()

@@ -5,12 +5,19 @@ scope, the ASGI task, the application, and uvicorn's ``send`` that validates and
 header. Only the kernel and the load generator are left out, so two stacks compare within about 1 % where
 the same comparison over sockets moves by 5 %. Requests are sent one after the other on one keep-alive
 connection.
+
+On a machine shared with other jobs, ``clock=time.thread_time`` counts only the CPU time this thread got, not
+the time other processes held the core: far steadier than the wall clock when the machine is loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from uvicorn.config import Config
@@ -50,7 +57,10 @@ class DiscardingTransport(asyncio.Transport):
 class InProcessServer:
     """One keep-alive connection of a uvicorn server around ``app``, fed from memory."""
 
-    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, app: Any, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.clock = clock
         config = Config(
             app=app,
             http="httptools",
@@ -65,24 +75,29 @@ class InProcessServer:
         self.protocol = HttpToolsProtocol(config, ServerState(), {}, _loop=loop)
         self.protocol.connection_made(self.transport)
 
-    async def run(self, request: bytes, count: int, timeout: float | None = None) -> float:
+    async def run(self, request: bytes | Sequence[bytes], count: int, timeout: float | None = None) -> float:
         """Send ``request`` ``count`` times, each after the previous response; µs per request.
 
-        An application that never answers raises TimeoutError after ``timeout`` seconds (by default 30 s
-        plus 10 ms per request) instead of spinning forever.
+        ``request`` may also be a sequence of requests (at least ``count``): the i-th is sent i-th, e.g. a new
+        path each time. An application that never answers raises TimeoutError after ``timeout`` seconds (by
+        default 30 s plus 10 ms per request) instead of spinning forever.
         """
+        requests = [request] * count if isinstance(request, bytes) else request
+        if len(requests) < count:
+            raise ValueError(f"{count} requests wanted, {len(requests)} given")
         bound = 30 + count * 0.01 if timeout is None else timeout
-        return await asyncio.wait_for(self._run(request, count), bound)
+        return await asyncio.wait_for(self._run(requests, count), bound)
 
-    async def _run(self, request: bytes, count: int) -> float:
+    async def _run(self, requests: Sequence[bytes], count: int) -> float:
         protocol = self.protocol
-        start = time.perf_counter()
-        for _ in range(count):
-            protocol.data_received(request)
+        clock = self.clock
+        start = clock()
+        for index in range(count):
+            protocol.data_received(requests[index])
             while protocol.cycle is not None and not protocol.cycle.response_complete:
                 await asyncio.sleep(0)
             await asyncio.sleep(0)  # let the ASGI task return after its last message
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if self.transport._closing:
             raise RuntimeError("uvicorn closed the connection: the application failed")
         return elapsed / count * 1e6
@@ -90,3 +105,59 @@ class InProcessServer:
     def check_ok(self) -> None:
         if set(self.transport.statuses) != {b"200"}:
             raise RuntimeError(f"responses other than 200: {self.transport.statuses}")
+
+
+def alternating_rounds(
+    apps: dict[str, Any], request: bytes, rounds: int, requests: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
+    """µs per request of each application, one figure per round, on one core under uvloop.
+
+    Each is warmed up (1000 requests), then every round times ``requests`` requests of each in turn, the order
+    reversed every other round so that a slow moment of the machine hits them alike.
+    """
+    import uvloop
+
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {0})
+
+    async def run() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        servers = {name: InProcessServer(app, loop, clock) for name, app in apps.items()}
+        for server in servers.values():
+            await server.run(request, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
+        gc.collect()
+        gc.freeze()  # the other applications must not lengthen the collections of this one
+        names = list(servers)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for index in range(rounds):
+            for name in names if index % 2 == 0 else names[::-1]:
+                samples[name].append(await servers[name].run(request, requests))
+        for server in servers.values():
+            server.check_ok()
+        return samples
+
+    return uvloop.run(run())
+
+
+def counted(run: Callable[[], Any]) -> None:
+    """Call ``run`` under ``functools.reduce``: the only function that :func:`instructions` counts within."""
+    import functools
+
+    functools.reduce(lambda _, __: run(), [None], None)
+
+
+def instructions(command: list[str], requests: int) -> float:
+    """Instructions per request of ``command`` (a Python child that serves ``requests`` requests in
+    :func:`counted`), counted by valgrind's callgrind: the same figure on every run, whatever the load."""
+    import re
+    import subprocess
+
+    valgrind = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=functools_reduce"]
+    valgrind.append("--callgrind-out-file=/dev/null")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    result = subprocess.run([*valgrind, *command], capture_output=True, text=True, timeout=1800, check=True, env=env)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count in valgrind's output:\n{result.stderr[-2000:]}")
+    return int(found[1]) / requests
+

@@ -7,7 +7,9 @@ The trust model is werkzeug's ProxyFix one, plus a list of trusted peers:
   that does not set or clear a header passes on what the client wrote, so a field is listed only when the
   proxy in front sets it;
 - only one header family is read: ``X-Forwarded-*`` or RFC 7239 ``Forwarded``, never the other one, which the
-  proxy does not touch and the client can therefore write;
+  proxy does not touch and the client can therefore write. One exception: ``Forwarded`` has no prefix, so in
+  ``forwarded`` mode ``X-Forwarded-Prefix`` is read when ``prefix`` is listed (the operator states that the
+  proxy sets or clears it), as Spring's ForwardedHeaderFilter does;
 - every list (X-Forwarded-For, an appended X-Forwarded-Host, several ``Forwarded`` elements, several header
   lines) is read at most ``hops`` places from the right, where the proxies append: the client writes on the
   left. Within those places the client is the right-most address that is not a trusted proxy, and the
@@ -302,7 +304,8 @@ class ForwardedHeadersMiddleware:
     """Rewrite scheme, server, Host, root path and client from the headers of a trusted reverse proxy.
 
     ``headers_type`` picks the one header family that is read: ``"x-forwarded"`` (X-Forwarded-For, -Proto,
-    -Host, -Port, -Prefix) or ``"forwarded"`` (RFC 7239 ``Forwarded``); ``"none"`` passes requests through.
+    -Host, -Port, -Prefix) or ``"forwarded"`` (RFC 7239 ``Forwarded``, and X-Forwarded-Prefix for the prefix,
+    which it lacks); ``"none"`` passes requests through.
     ``trusted_hosts`` are IP addresses or CIDR networks (a list or a comma string); ``"*"`` trusts every peer.
     ``fields`` lists what is applied, out of ``for``, ``proto``, ``host``, ``port`` and ``prefix`` (a list or a
     comma string); ``hops`` is how many proxies in front append to the headers. Both default to the settings
@@ -335,8 +338,10 @@ class ForwardedHeadersMiddleware:
         # the same few values again and again. Bounded: hostile values cannot grow it.
         self._rewrites: dict[tuple[Any, ...], _Rewrite | None] = {}
         if headers_type == "forwarded":
-            # RFC 7239 carries for, proto and host (with its port); it has no prefix.
+            # RFC 7239 carries for, proto and host (with its port); it has no prefix: X-Forwarded-Prefix gives it.
             wanted = {b"forwarded"} if self.fields & {"for", "proto", "host"} else set()
+            if "prefix" in self.fields:
+                wanted.add(_X_FORWARDED_HEADERS["prefix"])
         else:
             wanted = {header for field, header in _X_FORWARDED_HEADERS.items() if field in self.fields}
         self._wanted = frozenset(wanted)
@@ -395,7 +400,7 @@ class ForwardedHeadersMiddleware:
         for name, value in found:
             by_name.setdefault(name, []).append(bytes(value))
         if self.headers_type == "forwarded":
-            hop = self._hop_from_forwarded(by_name[b"forwarded"])
+            hop = self._hop_from_forwarded(by_name)
         else:
             hop = self._hop_from_x_forwarded(by_name)
         if hop == _EMPTY_HOP:
@@ -417,16 +422,21 @@ class ForwardedHeadersMiddleware:
                 return depth
         return self.hops if count >= self.hops else None
 
-    def _hop_from_forwarded(self, raw: list[bytes]) -> _Hop:
-        elements = _forwarded_elements(b",".join(raw).decode("latin-1"))
+    def _hop_from_forwarded(self, found: dict[bytes, list[bytes]]) -> _Hop:
+        raw = found.get(b"forwarded")
+        elements = _forwarded_elements(b",".join(raw).decode("latin-1")) if raw else []
         fields = self.fields
         depth: int | None = self.hops
         if "for" in fields:
             depth = self._client_depth([_parse_node(element.get("for", "")) for element in elements])
-        if depth is None or len(elements) < depth:
-            return _Hop()
-        element = elements[len(elements) - depth]
         hop = _Hop()
+        # X-Forwarded-Prefix (only looked for when ``prefix`` is listed) is read as in x-forwarded mode: from the
+        # client's hop, else ``hops`` places from the right.
+        prefixes = _split_list(found.get(_X_FORWARDED_HEADERS["prefix"]))
+        hop.prefix = _valid_prefix(_pick(prefixes, self.hops if depth is None else depth))
+        if depth is None or len(elements) < depth:
+            return hop
+        element = elements[len(elements) - depth]
         if "for" in fields:
             hop.client = _parse_node(element.get("for", ""))
         if "proto" in fields:

@@ -7,9 +7,10 @@
 over the live workers). ``handler`` is the route template (``/items/{item_id}``, mounts included); requests
 that match no route are grouped under ``none``; statuses are grouped (``2xx``).
 
-It wraps ``send`` only: no body is read or buffered, streaming is untouched. The route template of a
-``(root_path, path, method)`` is looked up once and kept in a bounded cache; the label children of each
-``(handler, method, status)`` are kept too, so a request costs a few dictionary lookups and the metric updates.
+It wraps ``send`` only: no body is read or buffered, streaming is untouched. The route template is read from
+the match the router left in the scope (``route_templates``), whatever the number of routes and whether the
+path was seen before; the label children of each ``(handler, method, status)`` are kept, so a request costs a
+few dictionary lookups and the metric updates.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import bisect
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from c2casgiutils._metrics_memory import Help, RequestMetrics
 from c2casgiutils._optional import require
+from c2casgiutils.route_templates import PATH_CACHE_SIZE, RouteTemplates
 from c2casgiutils.tracing import exemplar_of
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ if TYPE_CHECKING:
 HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
 LOWR_BUCKETS = (0.1, 0.5, 1)
 UNMATCHED = "none"
-ROUTE_CACHE_SIZE = 4096
+ROUTE_CACHE_SIZE = PATH_CACHE_SIZE  # paths whose template was found by walking the routes (see route_templates)
 
 
 TOTAL_HELP = "Total number of requests by method, status and handler."
@@ -50,19 +53,14 @@ LOWR_HELP = "Latency with only few buckets by handler. Made to be only used if a
 INPROGRESS_HELP = "Number of HTTP requests in progress."
 
 
-class _Collectors(NamedTuple):
-    total: Any
-    request_size: Any
-    response_size: Any
-    highr: Any
-    lowr: Any
-
-
 # Keyed by the registry itself, not its id(): the key keeps the registry alive, so a new registry can never
-# be handed the collectors of a collected one that had the same id.
-_COLLECTORS: dict[tuple[Any, str], _Collectors] = {}
+# be handed the values of a collected one that had the same id. Created once per process and prefix: apps and
+# middleware stacks are rebuilt, the series stay.
+_STORES: dict[tuple[Any, str], RequestMetrics] = {}
 _GAUGES: dict[tuple[Any, str], Any] = {}
 _LOCK = threading.Lock()
+_perf_counter = time.perf_counter
+_HELP = Help(TOTAL_HELP, REQUEST_SIZE_HELP, RESPONSE_SIZE_HELP, HIGHR_HELP, LOWR_HELP, INPROGRESS_HELP)
 
 
 def _registry(registry: Any) -> Any:
@@ -71,7 +69,7 @@ def _registry(registry: Any) -> Any:
 
 
 def _inprogress_gauge(registry: Any, prefix: str) -> Any:
-    """The in-progress gauge, created once per registry and prefix; ``livesum``: the sum over live workers."""
+    """The in-progress gauge of multiprocess mode, once per registry and prefix; ``livesum``: over live workers."""
     client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
     registry = _registry(registry)
     with _LOCK:
@@ -83,74 +81,17 @@ def _inprogress_gauge(registry: Any, prefix: str) -> Any:
         return _GAUGES[key]
 
 
-def _collectors(registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> _Collectors:
-    """The collectors of ``registry``, created once per process (apps and middleware stacks are rebuilt)."""
-    client = require("prometheus_client", "prometheus", "PrometheusMiddleware")
+def _memory_store(registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> RequestMetrics:
+    """The values of one process, registered in ``registry`` once per process and prefix."""
     registry = _registry(registry)
     key = (registry, prefix)
     with _LOCK:
-        found = _COLLECTORS.get(key)
+        found = _STORES.get(key)
         if found is None:
-            found = _COLLECTORS[key] = _Collectors(
-                client.Counter(
-                    f"{prefix}http_requests_total", TOTAL_HELP, ("method", "status", "handler"), registry=registry
-                ),
-                client.Summary(f"{prefix}http_request_size_bytes", REQUEST_SIZE_HELP, ("handler",), registry=registry),
-                client.Summary(
-                    f"{prefix}http_response_size_bytes", RESPONSE_SIZE_HELP, ("handler",), registry=registry
-                ),
-                client.Histogram(
-                    f"{prefix}http_request_duration_highr_seconds", HIGHR_HELP, buckets=highr, registry=registry
-                ),
-                client.Histogram(
-                    f"{prefix}http_request_duration_seconds",
-                    LOWR_HELP,
-                    ("method", "handler"),
-                    buckets=lowr,
-                    registry=registry,
-                ),
-            )
+            found = RequestMetrics(prefix, _HELP, highr, lowr)
+            registry.register(found)
+            _STORES[key] = found
         return found
-
-
-class _ClientRecorder:
-    """Records through prometheus_client's objects (one process: values in memory)."""
-
-    def __init__(self, registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> None:
-        self._metrics = _collectors(registry, prefix, highr, lowr)
-        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any, Any]] = {}
-
-    def record(
-        self,
-        key: tuple[str, str, str],
-        request_size: int,
-        response_size: int,
-        duration: float,
-        exemplar: TraceContext | None = None,
-    ) -> None:
-        """One request: ``key`` is (handler, method, status); ``exemplar``: its sampled trace, if any."""
-        children = self._children.get(key)
-        if children is None:
-            handler, method, status = key
-            metrics = self._metrics
-            children = self._children[key] = (
-                metrics.total.labels(method, status, handler),
-                metrics.request_size.labels(handler),
-                metrics.response_size.labels(handler),
-                metrics.lowr.labels(method, handler),
-            )
-        total, request_summary, response_summary, lowr = children
-        request_summary.observe(request_size)
-        response_summary.observe(response_size)
-        if exemplar is None:
-            total.inc()
-            self._metrics.highr.observe(duration)
-            lowr.observe(duration)
-        else:
-            labels = {"trace_id": exemplar.trace_id, "span_id": exemplar.span_id}
-            total.inc(exemplar=labels)
-            self._metrics.highr.observe(duration, labels)
-            lowr.observe(duration, labels)
 
 
 class _Slot:
@@ -198,7 +139,12 @@ class _MmapRecorder:
     prometheus_client's, read and summed by its collector) under one lock. The files are reopened after a fork.
     """
 
-    def __init__(self, directory: str, prefix: str, highr: Sequence[float], lowr: Sequence[float]) -> None:
+    def __init__(
+        self, directory: str, prefix: str, highr: Sequence[float], lowr: Sequence[float], inprogress: Any
+    ) -> None:
+        self._inprogress = inprogress  # prometheus_client's livesum gauge: dead workers leave the sum
+        self.begin = inprogress.inc
+        self.end = inprogress.dec
         self._directory = directory
         self._prefix = prefix
         self._highr_bounds = tuple(float(bound) for bound in highr)
@@ -274,7 +220,9 @@ class _MmapRecorder:
         duration: float,
         exemplar: TraceContext | None = None,
     ) -> None:
-        """One request: ``key`` is (handler, method, status); ``exemplar``: its sampled trace, if any."""
+        """One request ended (begun with ``begin``): ``key`` is (handler, method, status); ``exemplar``: its sampled
+        trace, if any."""
+        self._inprogress.dec()
         with self._lock:
             if self._pid != os.getpid():
                 self._open()
@@ -343,56 +291,17 @@ class _MmapRecorder:
 
 def _recorder(
     registry: Any, prefix: str, highr: Sequence[float], lowr: Sequence[float]
-) -> _ClientRecorder | _MmapRecorder:
-    """Files of our own when prometheus_client runs in multiprocess mode, else its objects."""
+) -> RequestMetrics | _MmapRecorder:
+    """Files of our own when prometheus_client runs in multiprocess mode, else values in memory (served by a
+    collector of their own). Both count a request in progress from ``begin()`` to ``record(...)`` (or ``end()``
+    when it is not recorded)."""
     values = require("prometheus_client.values", "prometheus", "PrometheusMiddleware")
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     highr = tuple(highr) if highr[-1] == float("inf") else (*highr, float("inf"))
     lowr = tuple(lowr) if lowr[-1] == float("inf") else (*lowr, float("inf"))
     if getattr(values.ValueClass, "_multiprocess", False) and directory:
-        return _MmapRecorder(directory, prefix, highr, lowr)
-    return _ClientRecorder(registry, prefix, highr, lowr)
-
-
-def _flat_routes(routes: Iterable[Any]) -> list[Any]:
-    """Routes as Starlette matches them; FastAPI's included routers expose their resolved routes."""
-    flat: list[Any] = []
-    for route in routes:
-        contexts = getattr(route, "effective_route_contexts", None)
-        if callable(contexts):
-            flat.extend(getattr(context, "starlette_route", None) or context for context in contexts())
-        else:
-            flat.append(route)
-    return flat
-
-
-def route_template(scope: Scope, routes: Iterable[Any]) -> str | None:
-    """The template of the route that serves ``scope`` (a path-only match as a fallback), None if none."""
-    from starlette.routing import Match, Mount  # noqa: PLC0415
-
-    partial = None
-    for route in _flat_routes(routes):
-        match, child_scope = route.matches(scope)
-        if match == Match.NONE:
-            continue
-        name: Any
-        if isinstance(route, Mount):
-            if not route.routes:
-                name = route.path
-            else:
-                child = route_template({**scope, **child_scope}, route.routes)
-                if child is None:
-                    continue
-                name = route.path + child
-        else:
-            name = getattr(route, "path", None)
-            if name is None:
-                continue
-        if match == Match.FULL:
-            return str(name)
-        if partial is None:
-            partial = str(name)
-    return partial
+        return _MmapRecorder(directory, prefix, highr, lowr, _inprogress_gauge(registry, prefix))
+    return _memory_store(registry, prefix, highr, lowr)
 
 
 class PrometheusMiddleware:
@@ -419,35 +328,31 @@ class PrometheusMiddleware:
         self.app = app
         self.excluded = frozenset(excluded_handlers)
         self.group_status_codes = group_status_codes
-        self._inprogress = _inprogress_gauge(registry, prefix)
         self._recorder = _recorder(registry, prefix, latency_highr_buckets, latency_lowr_buckets)
-        self._handlers: dict[tuple[str, str, str], str] = {}
+        self._templates = RouteTemplates(app, cache_size=ROUTE_CACHE_SIZE)
         self._statuses: dict[int, str] = {}
 
-    def _handler(self, scope: Scope) -> str:
-        key = (scope.get("root_path", ""), scope["path"], scope["method"])
-        handler = self._handlers.get(key)
-        if handler is None:
-            routes = getattr(scope.get("app"), "routes", None) or getattr(self.app, "routes", None) or ()
-            handler = route_template(scope, routes) or UNMATCHED
-            if len(self._handlers) >= ROUTE_CACHE_SIZE:
-                self._handlers.pop(next(iter(self._handlers)))
-            self._handlers[key] = handler
-        return handler
+    @property
+    def _handlers(self) -> dict[Any, str | None]:
+        """The bounded cache of the paths whose template was found by walking the routes."""
+        return self._templates.walked
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        handler = self._handler(scope)
-        if handler in self.excluded:
+        start = _perf_counter()
+        started = self._templates.start(scope)
+        # An excluded route is not even counted in progress: known before the router runs only by a walk
+        # (literal prefixes first, bounded cache), done only when there are excluded handlers.
+        if self.excluded and (self._templates.walk_path(scope, started) or UNMATCHED) in self.excluded:
             await self.app(scope, receive, send)
             return
         status = 500
         response_size = 0
 
-        async def send_wrapper(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
+        def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status, response_size
             if message["type"] == "http.response.start":
                 status = int(message["status"])
@@ -455,27 +360,31 @@ class PrometheusMiddleware:
                     if name == b"content-length" or name.lower() == b"content-length":
                         response_size = _int(value)
                         break
-            await send(message)
+            return send(message)
 
-        inprogress = self._inprogress
-        inprogress.inc()
+        recorder = self._recorder
+        recorder.begin()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            inprogress.dec()
-            duration = time.perf_counter() - start
+            duration = _perf_counter() - start
+            handler = self._templates.template(scope, started, status) or UNMATCHED
             status_label = self._statuses.get(status)
             if status_label is None:
                 status_label = self._statuses[status] = (
                     f"{str(status)[0]}xx" if self.group_status_codes else str(status)
                 )
-            self._recorder.record(
-                (handler, scope["method"], status_label),
-                _content_length(scope),
-                response_size,
-                max(duration, 0.0),
-                exemplar_of(scope),
-            )
+            if handler in self.excluded:
+                recorder.end()
+            else:
+                request_size = 0
+                for name, value in scope.get("headers", ()):
+                    if name == b"content-length":
+                        request_size = _int(value)
+                        break
+                recorder.record(
+                    (handler, scope["method"], status_label), request_size, response_size, duration, exemplar_of(scope)
+                )
 
 
 def _int(value: bytes) -> int:
@@ -483,10 +392,3 @@ def _int(value: bytes) -> int:
         return int(value)
     except ValueError:
         return 0
-
-
-def _content_length(scope: Scope) -> int:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            return _int(value)
-    return 0

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from c2casgiutils import _metrics_exemplars
+from c2casgiutils._pids import pid_alive
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,24 +33,6 @@ WORKER_MARKER = "c2c-worker-{pid}.pid"
 _FILE_PID = re.compile(r"^(?:[a-z]+_(?:[a-z]+_)?(\d+)\.db|c2c-worker-(\d+)\.pid|c2c-exemplars-(\d+)\.bin)$")
 _PER_WORKER_PREFIXES = ("c2c-worker-", _metrics_exemplars.FILE_PREFIX)  # files that go when their worker dies
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running process (a zombie, killed but not yet reaped, counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[-1].split()[:1]
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc (not Linux): ask the kernel
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:  # exists, owned by another user
-            return True
-        return True
-    return state not in ([b"Z"], [b"X"])
 
 
 def _files_by_pid(directory: str) -> dict[int, list[str]]:

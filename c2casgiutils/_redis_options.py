@@ -1,11 +1,13 @@
-"""Check the Redis settings and turn them into redis-py arguments, without importing redis-py.
+"""Check the Redis settings and turn them into redis-py arguments, without importing redis-py nor ``config``.
 
-Used twice: by the settings model (a wrong configuration stops start-up with a message that names the
-variable) and by ``redis_utils.build`` (the arguments the clients are made with). Messages never contain a
-URL beyond its scheme and host, nor an option value.
+The floor of the Redis layer: ``config`` calls it to check the settings (a wrong configuration stops start-up
+with a message that names the variable) and ``redis_utils`` to build the clients from them. Messages never
+contain a URL beyond its scheme and host, nor an option value.
 
 Rules:
 
+* ``C2C__REDIS__SENTINELS`` is ``host:port,host:port`` (:func:`parse_sentinels`, the one parser of the list) and
+  needs ``C2C__REDIS__SERVICENAME``; it excludes ``C2C__REDIS__URL``.
 * ``C2C__REDIS__URL`` must be readable as written: an unencoded ``#``, ``/``, ``?`` or ``@`` in the user
   name or password is refused with a hint to percent-encode it (redis-py would otherwise connect to a wrong
   host, or fail with part of the password in its error).
@@ -19,18 +21,36 @@ Rules:
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from c2casgiutils._sensitive import UNPARSABLE_HINT, unparsable_url_reason, url_origin
-
-if TYPE_CHECKING:
-    from c2casgiutils.config import Redis
 
 SCHEMES = ("redis", "rediss", "unix")
 URL = "C2C__REDIS__URL"
 OPTIONS = "C2C__REDIS__OPTIONS"
 SENTINEL_OPTIONS = "C2C__REDIS__SENTINEL_OPTIONS"
+SENTINELS = "C2C__REDIS__SENTINELS"
+SERVICENAME = "C2C__REDIS__SERVICENAME"
 DB = "C2C__REDIS__DB"
+
+
+class Redis(Protocol):
+    """The Redis settings these rules read: ``config.Redis`` (a protocol, so that this module needs no ``config``)."""
+
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def options(self) -> dict[str, Any]: ...
+    @property
+    def sentinel_options(self) -> dict[str, Any]: ...
+    @property
+    def sentinels(self) -> str | None: ...
+    @property
+    def servicename(self) -> str | None: ...
+    @property
+    def db(self) -> int: ...
+    @property
+    def model_fields_set(self) -> set[str]: ...
 
 
 class Connection(NamedTuple):
@@ -42,6 +62,31 @@ class Connection(NamedTuple):
     """Keyword arguments of the data connections (including ``db``)."""
     sentinel_options: dict[str, Any]
     """Keyword arguments of the connections to the Sentinels themselves."""
+
+
+def parse_sentinels(value: str) -> list[tuple[str, int]]:
+    """Read ``host:port,host:port`` (``[::1]:26379`` for IPv6); ValueError naming the item that is not one."""
+    result = []
+    for item in value.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"expected 'host:port,host:port', got {item.strip()!r}")
+        result.append((host.strip("[]"), int(port)))
+    return result
+
+
+def _check_topology(redis_settings: Redis) -> None:
+    """One Redis (a URL) or Sentinel (the Sentinels and the name of the master they monitor), not both."""
+    if redis_settings.sentinels and not redis_settings.servicename:
+        raise ValueError(
+            f"{SENTINELS} is set but {SERVICENAME} is missing: Sentinel needs the name of the monitored master"
+        )
+    if redis_settings.sentinels and redis_settings.url:
+        raise ValueError(
+            f"{URL} and {SENTINELS} are both set: set {URL} for one Redis, or "
+            f"{SENTINELS} with {SERVICENAME} for Sentinel (the master's password then goes "
+            f"in {OPTIONS}, e.g. 'password=...')"
+        )
 
 
 def _db_from_url(url: str, scheme: str, parts: urllib.parse.SplitResult) -> int | None:
@@ -106,6 +151,7 @@ def _one_db(redis_settings: Redis, url_db: int | None, options: dict[str, Any]) 
 
 def resolve(redis_settings: Redis) -> Connection:
     """Check the settings and give the arguments of the clients; ValueError with a safe message."""
+    _check_topology(redis_settings)
     options = dict(redis_settings.options)
     sentinel_options = dict(redis_settings.sentinel_options)
     _check_tls_options(

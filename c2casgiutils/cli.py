@@ -72,8 +72,7 @@ async def init(args: argparse.Namespace) -> None:
         if path:
             _LOGGER.info("No logging configuration at %s: using the basic configuration", path)
 
-    from c2casgiutils import broadcast  # noqa: PLC0415 - keep `import c2casgiutils.cli` light
-    from c2casgiutils.tools import logging as tools_logging  # noqa: PLC0415
+    from c2casgiutils import broadcast, log_levels  # noqa: PLC0415 - keep `import c2casgiutils.cli` light
 
     await broadcast.startup()
-    await tools_logging.startup()
+    await log_levels.startup()

@@ -25,7 +25,10 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from c2casgiutils import _redis_options
 
 ENV_PREFIX = "C2C__"
 ENV_NESTED_DELIMITER = "__"
@@ -139,6 +142,37 @@ def parse_key_values(value: Any) -> Any:
 
 KeyValues = Annotated[dict[str, Any], NoDecode, BeforeValidator(parse_key_values)]
 
+_REDIS_SECRET_FIELDS = frozenset({"url", "options", "sentinel_options"})
+"""The Redis settings whose value may hold a password."""
+
+
+def _hides_input(location: tuple[int | str, ...], redis_at: tuple[str, ...]) -> bool:
+    """Whether an error at ``location`` is about the Redis section at ``redis_at`` as a whole or a secret field."""
+    if location[: len(redis_at)] != redis_at:
+        return False
+    rest = location[len(redis_at) :]
+    return not rest or rest[0] in _REDIS_SECRET_FIELDS
+
+
+def _without_secret_inputs(error: ValidationError, redis_at: tuple[str, ...]) -> ValidationError:
+    """``error`` with no input for the errors about the Redis section (at ``redis_at``) or its secret fields.
+
+    pydantic keeps the input of a failed check in the text, the repr and ``errors()`` of the error: the raw
+    value of a field, the whole section (every field) for a check across fields. A Redis URL or option string
+    may hold a password; the messages of the checks never show one.
+    """
+    details: list[InitErrorDetails] = []
+    for detail in error.errors(include_url=False):
+        location = tuple(detail["loc"])
+        details.append(
+            InitErrorDetails(
+                type=PydanticCustomError(detail["type"], detail["msg"]),  # the message, without its context
+                loc=location,
+                input=None if _hides_input(location, redis_at) else detail["input"],
+            )
+        )
+    return ValidationError.from_exception_data(error.title, details)
+
 
 class GitHubAccessType(enum.StrEnum):
     """Repository permission levels on GitHub."""
@@ -191,9 +225,15 @@ class Redis(BaseModel):
         default=1,
         ge=0,
         le=10,
-        description="Immediate retries of a Redis command after a connection error (a stale connection after "
-        "a Redis restart); 0 fails at the first error",
+        description="Immediate retries of a Redis command, each on a new connection, after a connection error "
+        "(a stale connection after a Redis restart) or a timeout; 0 fails at the first error",
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ()) from None
 
     @model_validator(mode="before")
     @classmethod
@@ -219,28 +259,13 @@ class Redis(BaseModel):
     def _check_sentinels(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        for item in value.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected 'host:port,host:port', got {item.strip()!r}")
+        _redis_options.parse_sentinels(value)
         return value
 
     @model_validator(mode="after")
     def _check_servicename(self) -> Redis:
-        if self.sentinels and not self.servicename:
-            raise ValueError(
-                "C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing: "
-                "Sentinel needs the name of the monitored master"
-            )
-        if self.sentinels and self.url:
-            raise ValueError(
-                "C2C__REDIS__URL and C2C__REDIS__SENTINELS are both set: set C2C__REDIS__URL for one Redis, or "
-                "C2C__REDIS__SENTINELS with C2C__REDIS__SERVICENAME for Sentinel (the master's password then goes "
-                "in C2C__REDIS__OPTIONS, e.g. 'password=...')"
-            )
-        from c2casgiutils import _redis_options  # noqa: PLC0415 - kept out of the import of the settings
-
-        _redis_options.resolve(self)  # URL, TLS and database checks; the messages never show a credential
+        # Sentinel service name, URL, TLS and database checks; the messages never show a credential.
+        _redis_options.resolve(self)
         return self
 
 
@@ -406,12 +431,28 @@ class AuthTest(BaseModel):
 
 
 class AuthRateLimit(BaseModel):
-    """Slow down repeated failed logins from one client."""
+    """Slow down repeated failed logins from one client (shared by every process through Redis when configured)."""
 
     max_failures: int = Field(
         default=5, ge=1, description="Failed attempts allowed per client within the window before 429"
     )
-    window: Duration = Field(default=timedelta(minutes=1), description="Window of the failed-login counter")
+    window: Duration = Field(
+        default=timedelta(minutes=1),
+        description="How long a failed attempt counts, from the attempt itself (a sliding window)",
+    )
+    redis_prefix: str = Field(
+        default="c2c_auth_failures_",
+        min_length=1,
+        description="Redis key prefix of the failed-login counters (one sorted set per client, expiring with its "
+        "window); services sharing a Redis and this prefix share their counters",
+    )
+
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("expected a window longer than 0 seconds")
+        return value
 
 
 class Auth(BaseModel):
@@ -447,7 +488,8 @@ class ProxyHeaders(BaseModel):
     type: Literal["none", "x-forwarded", "forwarded"] = Field(
         default="none",
         description="Proxy headers mode: 'none' disables host/proto rewriting, 'x-forwarded' trusts "
-        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header",
+        "X-Forwarded-* headers, 'forwarded' trusts RFC7239 Forwarded header (and X-Forwarded-Prefix when prefix is "
+        "in C2C__PROXY_HEADERS__FIELDS: Forwarded has no prefix)",
     )
     trusted_hosts: CommaList = Field(
         default_factory=lambda: ["127.0.0.1"],
@@ -458,7 +500,7 @@ class ProxyHeaders(BaseModel):
         default_factory=lambda: list(_DEFAULT_PROXY_FIELDS),
         description="Forwarded fields to apply, out of for, proto, host, port, prefix (comma-separated). List "
         "only the fields the proxy in front sets or clears: it passes on any other one as the client wrote it. "
-        "X-Forwarded-Prefix counts only when prefix is listed.",
+        "X-Forwarded-Prefix counts only when prefix is listed, in either mode.",
     )
     hops: int = Field(
         default=1,
@@ -468,6 +510,25 @@ class ProxyHeaders(BaseModel):
         "appended X-Forwarded-Host/Proto/Port, Forwarded elements) is read at most this many places from the "
         "right, so the left-most, client-written value never wins",
     )
+
+
+class AccessLog(BaseModel):
+    """uvicorn's access log."""
+
+    skip_paths: CommaList = Field(
+        default_factory=list,
+        description="Paths whose successful (2xx) requests the access log leaves out, e.g. the probes "
+        "'/c2c/health_checks?tags=liveness,/c2c/health_checks?tags=readiness'; an entry with a query string "
+        "matches that query only, one without matches any query; failures (non-2xx) are always logged",
+    )
+
+    @field_validator("skip_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path.startswith("/") or any(char.isspace() for char in path):
+                raise ValueError(f"expected paths starting with '/' and without spaces, got {path!r}")
+        return value
 
 
 class HealthChecks(BaseModel):
@@ -546,6 +607,35 @@ class Versions(BaseModel):
     git_directory: str = Field(default=".git", description="Git directory read for the commit when git_hash is not set")
 
 
+MAX_DRAIN_DELAY = timedelta(minutes=10)
+
+
+class Shutdown(BaseModel):
+    """Availability of the instance and the drain on SIGTERM (see docs/operations.md)."""
+
+    drain_delay: Duration = Field(
+        default=timedelta(0),
+        description="On SIGTERM, keep serving this long (answers with 'Connection: close', readiness failing) "
+        "before uvicorn closes its sockets, so that load balancers and Kubernetes endpoints stop sending first; "
+        "0 turns the drain off. Keep it below the orchestrator's grace period minus uvicorn's "
+        "--timeout-graceful-shutdown",
+    )
+    availability_dir: str | None = Field(
+        default=None,
+        description="Directory where the workers of one instance share their availability state (starting, "
+        "accepting, draining); default: the Prometheus multiprocess directory; without either each process "
+        "keeps its own. One directory per instance, never shared between instances",
+    )
+
+    @field_validator("drain_delay")
+    @classmethod
+    def _bounded_drain_delay(cls, value: timedelta) -> timedelta:
+        if value > MAX_DRAIN_DELAY:
+            limit = MAX_DRAIN_DELAY.total_seconds()
+            raise ValueError(f"expected at most {limit:g} seconds, got {value.total_seconds():g}")
+        return value
+
+
 # --------------------------------------------------------------------------------------------------
 # Root
 # --------------------------------------------------------------------------------------------------
@@ -588,6 +678,8 @@ class Settings(BaseSettings):
     request_id: RequestId = Field(default_factory=RequestId)
     tracing: Tracing = Field(default_factory=Tracing)
     versions: Versions = Field(default_factory=Versions)
+    shutdown: Shutdown = Field(default_factory=Shutdown)
+    access_log: AccessLog = Field(default_factory=AccessLog)
     http: bool = Field(
         default=False,
         description="The application is running in HTTP mode to be used for development only (default: False)",
@@ -595,6 +687,12 @@ class Settings(BaseSettings):
     route_prefix: str = Field(
         default="/", description="Route prefix for the application, should start and end with a '/'"
     )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise _without_secret_inputs(error, ("redis",)) from None
 
     @field_validator("route_prefix")
     @classmethod

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import traceback
+from collections.abc import Awaitable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -110,11 +111,12 @@ class ErrorResponseMiddleware:
             return
         response_started = False
 
-        async def watch_send(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
+        def watch_send(message: Message) -> Awaitable[None]:
             nonlocal response_started
             if message["type"] == "http.response.start":
                 response_started = True
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, watch_send)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import re
-from collections import deque
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -26,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from c2casgiutils import config
 from c2casgiutils._forwarded import ForwardedHeadersMiddleware
+from c2casgiutils._random_tokens import TokenPool
 
 __all__ = [
     "CSP_NONCE",
@@ -377,25 +376,8 @@ def _relative_path(path: str, root_path: str) -> str:
     return path or "/"
 
 
-class _NoncePool:
-    """128-bit random nonces as 32 hex digits, drawn from ``os.urandom`` in batches.
-
-    One system call per batch instead of one per request. ``deque.popleft`` is atomic, so two threads never
-    get the same nonce; a forked child drops the batch it inherited so it never reuses the parent's nonces.
-    """
-
-    BATCH = 256
-
-    def __init__(self) -> None:
-        self._nonces: deque[str] = deque()
-        self.pop = self._nonces.popleft  # raises IndexError when empty: then call refill_and_pop()
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._nonces.clear)
-
-    def refill_and_pop(self) -> str:
-        digits = os.urandom(16 * self.BATCH).hex()
-        self._nonces.extend(digits[start : start + 32] for start in range(0, len(digits), 32))
-        return self._nonces.popleft()
+class _NoncePool(TokenPool):
+    """128-bit random nonces as 32 hex digits, drawn in batches (see ``_random_tokens``)."""
 
 
 _NONCES = _NoncePool()

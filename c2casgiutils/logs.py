@@ -12,13 +12,15 @@ Use it from a logging configuration (for uvicorn ``--log-config``); the formatte
 :class:`RequestIdFilter` puts the same fields on the records for text formats (``%(trace_id)s``).
 
 :func:`c2casgiutils.startup` also puts :class:`QuerySecretsFilter` on uvicorn's access logger, so that a
-``?secret=`` (or any credential-like query parameter) never reaches the access log in clear.
+``?secret=`` (or any credential-like query parameter) never reaches the access log in clear, and a
+:class:`SkipPathsFilter` with ``C2C__ACCESS_LOG__SKIP_PATHS``, so that probes do not flood it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +28,14 @@ from c2casgiutils._sensitive import mask_path_with_query
 from c2casgiutils.request_id import RequestIdFilter, request_id_var
 from c2casgiutils.tracing import log_ids
 
-__all__ = ["JsonFormatter", "QuerySecretsFilter", "RequestIdFilter", "mask_access_log_secrets"]
+__all__ = [
+    "JsonFormatter",
+    "QuerySecretsFilter",
+    "RequestIdFilter",
+    "SkipPathsFilter",
+    "mask_access_log_secrets",
+    "skip_access_log_paths",
+]
 
 ACCESS_LOGGER = "uvicorn.access"
 
@@ -110,3 +119,38 @@ def mask_access_log_secrets() -> None:
     logger = logging.getLogger(ACCESS_LOGGER)
     if not any(isinstance(existing, QuerySecretsFilter) for existing in logger.filters):
         logger.addFilter(QuerySecretsFilter())
+
+
+class SkipPathsFilter(logging.Filter):
+    """Leave the successful (2xx) requests to some paths out of uvicorn's access log (probes every few seconds).
+
+    An entry with a query string (``/c2c/health_checks?tags=liveness``) matches that exact target; one without
+    matches the path with any query. Failures (non-2xx) on those paths are still logged.
+    """
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        super().__init__()
+        paths = list(paths)
+        self.exact = frozenset(path for path in paths if "?" in path)
+        self.any_query = frozenset(path for path in paths if "?" not in path)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access line: (client, method, path with query, HTTP version, status).
+        args = record.args
+        if not isinstance(args, tuple) or len(args) < 5:
+            return True
+        target, status = args[2], args[4]
+        if not isinstance(target, str) or not isinstance(status, int) or not 200 <= status < 300:
+            return True
+        return target not in self.exact and target.partition("?")[0] not in self.any_query
+
+
+def skip_access_log_paths(paths: Iterable[str]) -> None:
+    """Put a :class:`SkipPathsFilter` of ``paths`` on uvicorn's access logger, replacing an earlier one (none:
+    every request is logged)."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    for existing in [existing for existing in logger.filters if isinstance(existing, SkipPathsFilter)]:
+        logger.removeFilter(existing)
+    paths = list(paths)
+    if paths:
+        logger.addFilter(SkipPathsFilter(paths))

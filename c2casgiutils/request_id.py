@@ -11,14 +11,14 @@ TraceContextMiddleware` sets the W3C trace context, which the same helpers pass 
 from __future__ import annotations
 
 import contextvars
-import functools
 import logging
 import re
 import sys
-import uuid
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config
+from c2casgiutils._random_tokens import TokenPool
 from c2casgiutils.tracing import TraceContextMiddleware, add_trace_headers, log_ids, trace_context_var, trace_headers
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 _WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("c2c_request_id", default=None)
+_IDS = TokenPool(uuid4=True)
 
 
 def get_request_id() -> str | None:
@@ -39,71 +40,102 @@ def get_request_id() -> str | None:
 
 
 def new_request_id() -> str:
-    """A fresh random id (32 hexadecimal characters)."""
-    return uuid.uuid4().hex
+    """A fresh random id: a version 4 UUID as 32 hexadecimal characters (from a pool of random bytes)."""
+    try:
+        return _IDS.pop()
+    except IndexError:
+        return _IDS.refill_and_pop()
 
 
-def is_well_formed(value: str) -> bool:
-    """Whether a caller's id can be kept: short enough and made of safe characters only."""
-    return 0 < len(value) <= config.settings.request_id.max_length and _WELL_FORMED.fullmatch(value) is not None
-
-
-def _header_value(scope: Scope, header_name: bytes) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name.lower() == header_name:
-            try:
-                return bytes(value).decode("ascii")
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
-def _active_sentry() -> Any:
-    """The sentry_sdk module when it is imported and initialised, else None."""
-    # Sentry can only be initialised once imported: no import (and no cost) for services without it.
-    sentry_sdk = sys.modules.get("sentry_sdk")
-    if sentry_sdk is not None and sentry_sdk.get_client().is_active():
-        return sentry_sdk
-    return None
-
-
-@functools.lru_cache(maxsize=8)
-def _encoded_header_name(header: str) -> bytes:
-    return header.lower().encode("latin-1")
+def is_well_formed(value: str, max_length: int | None = None) -> bool:
+    """Whether a caller's id can be kept: short enough (``settings.request_id.max_length``) and made of safe
+    characters only."""
+    if max_length is None:
+        max_length = config.settings.request_id.max_length
+    return 0 < len(value) <= max_length and _WELL_FORMED.fullmatch(value) is not None
 
 
 class RequestIdMiddleware:
-    """Give every HTTP and WebSocket request an id and return it in the response header."""
+    """Give every HTTP and WebSocket request an id and return it in the response header.
 
-    def __init__(self, app: ASGIApp) -> None:
+    The header name and the longest id kept are ``settings.request_id.header`` and ``.max_length``, read when
+    the middleware is built (``header`` and ``max_length`` override them).
+    """
+
+    def __init__(self, app: ASGIApp, header: str | None = None, max_length: int | None = None) -> None:
         self.app = app
+        options = config.settings.request_id
+        self.header = options.header if header is None else header
+        self.max_length = options.max_length if max_length is None else max_length
+        self._header_name = self.header.lower().encode("latin-1")
         # The trace context is set here too (inline: no ASGI layer of its own), so both ids are in every log line.
         self._trace = TraceContextMiddleware(app)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Inline on purpose (one header scan, the id pool, the send wrapper): a call per request costs as much as its work.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        header_name = _encoded_header_name(config.settings.request_id.header)
-        given = _header_value(scope, header_name)
-        request_id = given if given is not None and is_well_formed(given) else new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
-        encoded = request_id.encode("ascii")
+        header_name = self._header_name
+        name_length = len(header_name)
+        request_id = None
+        id_seen = False
+        parents: list[str] | None = None  # the traceparent and tracestate lines, read in the same scan
+        states: list[str] | None = None
+        # Inline, one scan for the three headers: a call per request costs as much as the loop. Most headers are
+        # none of them: their length alone says so, no lower().
+        for name, value in scope.get("headers", ()):
+            size = len(name)
+            if size == name_length and not id_seen and name.lower() == header_name:
+                id_seen = True  # the first line only
+                try:
+                    given = bytes(value).decode("ascii")
+                except UnicodeDecodeError:
+                    continue
+                if is_well_formed(given, self.max_length):
+                    request_id = given
+            elif size == 11 and name.lower() == b"traceparent":
+                if parents is None:
+                    parents = []
+                parents.append(value.decode("latin-1"))
+            elif size == 10 and name.lower() == b"tracestate":
+                if states is None:
+                    states = []
+                states.append(value.decode("latin-1"))
+        if request_id is None:
+            try:
+                request_id = _IDS.pop()
+            except IndexError:
+                request_id = _IDS.refill_and_pop()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = request_id
+        header = (header_name, request_id.encode("ascii"))
 
-        async def send_with_id(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
+        def send_with_id(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
-                headers = [(name, value) for name, value in message.get("headers", ()) if name.lower() != header_name]
-                headers.append((header_name, encoded))
-                message = {**message, "headers": headers}
-            await send(message)
+                headers = message.get("headers", ())
+                if type(headers) is not list:  # read twice below: an iterator would be used up by the first pass
+                    headers = list(headers)
+                # The application's own header of that name is replaced. Outside the security headers a response
+                # has a dozen headers: only those of the same length are lowered and compared.
+                for item in headers:
+                    if len(item[0]) == name_length and item[0].lower() == header_name:
+                        headers = [item for item in headers if item[0].lower() != header_name]
+                        break
+                message["headers"] = [*headers, header]
+            return send(message)
 
         token = request_id_var.set(request_id)
-        trace_token = self._trace.enter(scope)
+        trace_token = self._trace.enter(scope, (parents, states))
         # No token: tracing is off (the app directly), or spans are exported (the span opened around the app).
         inner = self.app if trace_token is not None or not self._trace.enabled else self._trace
         try:
-            sentry_sdk = _active_sentry()
-            if sentry_sdk is None:
+            # Sentry can only be initialised once imported: no import (and no cost) for services without it.
+            sentry_sdk = sys.modules.get("sentry_sdk")
+            if sentry_sdk is None or not sentry_sdk.get_client().is_active():
                 await inner(scope, receive, send_with_id)
             else:
                 # A scope of its own, so the tag never leaks to other requests of the process.

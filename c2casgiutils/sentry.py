@@ -20,10 +20,12 @@ def init_options() -> dict[str, Any] | None:
         return None
     options = sentry_settings.model_dump(exclude={"tags", "event_scrubber"}, exclude_none=True)
     options["dsn"] = dsn
-    if sentry_settings.event_scrubber:
-        scrubber = require("sentry_sdk.scrubber", "sentry", "Sentry")
-        extra = [key.strip() for key in sentry_settings.event_scrubber.split(",") if key.strip()]
-        options["event_scrubber"] = scrubber.EventScrubber(denylist=[*scrubber.DEFAULT_DENYLIST, *extra])
+    require("sentry_sdk", "sentry", "Sentry")
+    from c2casgiutils import _sentry_scrubber  # noqa: PLC0415 # imports sentry_sdk, an optional extra
+
+    extra = [key.strip() for key in (sentry_settings.event_scrubber or "").split(",") if key.strip()]
+    send_default_pii = bool(sentry_settings.send_default_pii)
+    options["event_scrubber"] = _sentry_scrubber.Scrubber(extra, send_default_pii=send_default_pii)
     return options
 
 

@@ -53,6 +53,13 @@ class UvicornService:
         )
         self.process: subprocess.Popen[bytes] | None = None
 
+    def __enter__(self) -> UvicornService:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from c2casgiutils import broadcast
 from tests.servers import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,10 @@ def running_workers(
         raise
     finally:
         service.close()
+
+
+async def use_redis(settings, url: str, secret: str | None = "in-process-secret") -> None:  # type: ignore[no-untyped-def]
+    """Start this process's broadcast on the Redis at ``url``, signed with ``secret``."""
+    settings.redis.url = url
+    settings.broadcast.secret = secret
+    await broadcast.startup()

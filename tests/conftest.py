@@ -1,4 +1,4 @@
-"""Shared fixtures: real redis-server and PostgreSQL on 127.0.0.1, settings isolation."""
+"""Shared fixtures: real redis-server and PostgreSQL on 127.0.0.1, a fake Sentry, settings isolation."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fake_sentry import FakeSentry
+from tests.sentinel_set import SentinelSet
 from tests.servers import BlackHole, PostgresServer, RedisServer
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -44,6 +46,23 @@ def own_redis_server() -> Iterator[RedisServer]:
     server.close()
 
 
+@pytest.fixture
+def sentinel_set() -> Iterator[SentinelSet]:
+    """A real Sentinel set (master, replica, three Sentinels) for one test; its logs are printed when it fails."""
+    try:
+        servers = SentinelSet()
+    except FileNotFoundError as error:
+        missing(str(error))
+    try:
+        servers.start()
+        yield servers
+    except BaseException:
+        print(servers.log_text())
+        raise
+    finally:
+        servers.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     try:
@@ -53,6 +72,15 @@ def postgres_server() -> Iterator[PostgresServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def fake_sentry() -> Iterator[FakeSentry]:
+    """A fake Sentry ingest server on 127.0.0.1 (``fake_sentry.dsn()``, ``fake_sentry.events``)."""
+    server = FakeSentry()
+    server.start()
+    yield server
+    server.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ uvicorn, started with ``--no-proxy-headers`` so that ForwardedHeadersMiddleware 
 
 Flavours of proxy configuration:
 
-- ``recommended`` (and ``forwarded``, nginx with RFC 7239 ``Forwarded``): the files of ``examples/proxies/``,
+- ``recommended`` (and ``forwarded``, with RFC 7239 ``Forwarded``): the files of ``examples/proxies/``,
   as users copy them; the values a user would adapt (listen ports, the service address, the certificate
   paths) are replaced here, and each replacement must find its text, so that a change of the example that
   escapes the test fails loudly;
@@ -310,7 +310,7 @@ class Apache(Proxy):
         "ssl",
     )
 
-    examples: ClassVar[dict[str, str]] = {"recommended": "apache.conf"}
+    examples: ClassVar[dict[str, str]] = {"recommended": "apache.conf", "forwarded": "apache-forwarded.conf"}
 
     def adapt(self, text: str, source: str) -> str:
         return _replace(
@@ -388,7 +388,7 @@ class HAProxy(Proxy):
     name = "haproxy"
     binary_name = "haproxy"
 
-    examples: ClassVar[dict[str, str]] = {"recommended": "haproxy.cfg"}
+    examples: ClassVar[dict[str, str]] = {"recommended": "haproxy.cfg", "forwarded": "haproxy-forwarded.cfg"}
 
     def adapt(self, text: str, source: str) -> str:
         return _replace(

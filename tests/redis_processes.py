@@ -91,6 +91,17 @@ def acl_redis(name: str) -> Iterator[RedisProcess]:
     directory.close()
 
 
+def tls_acl_redis(name: str, tls: TlsFiles) -> Iterator[RedisProcess]:
+    """A redis-server on TLS only (no plain port) with the ACL user of :func:`acl_args`: the body of a fixture."""
+    directory = TemporaryDirectory(f"c2c-redis-{name}-")
+    port = free_port()
+    server = RedisProcess(server_args(directory.path, 0, *tls.server_args(port), *acl_args()), port, tls=True)
+    server.start()
+    yield server
+    server.stop()
+    directory.close()
+
+
 class TlsFiles:
     """A self-signed CA and a server certificate for 127.0.0.1, made with ``openssl``."""
 

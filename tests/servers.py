@@ -1,4 +1,4 @@
-"""Real servers for the tests: redis-server and PostgreSQL on free 127.0.0.1 ports, and a black hole.
+"""Real servers for the tests: redis-server and PostgreSQL on free 127.0.0.1 ports, a black hole, a cutting proxy.
 
 Each server is started by a fixture and stopped at the end. Under CI=true a missing server binary fails
 the run (see conftest.missing), so a machine without the services never passes silently.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import selectors
 import shutil
 import signal
 import socket
@@ -16,7 +17,12 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
 
 
 def free_port() -> int:
@@ -57,6 +63,39 @@ def stop_process(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGT
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(10)
+
+
+def wait_for(what: str, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """Poll ``condition`` until it returns a truthy value (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+        except (httpx.HTTPError, OSError) as error:
+            last = error
+        else:
+            if last:
+                return last
+        time.sleep(0.3)
+    pytest.fail(f"{what}: not reached within {timeout} s (last: {last!r})")
+
+
+def uvicorn_workers(parent: int) -> list[int]:
+    """The uvicorn workers of the supervisor ``parent`` (its multiprocessing helper child is left out)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[-1].split()
+        if int(fields[1]) == parent and fields[0] != b"Z" and b"spawn_main" in cmdline:
+            pids.append(int(entry))
+    return sorted(pids)
 
 
 def find_binary(name: str, *extra_dirs: str) -> str | None:
@@ -186,8 +225,11 @@ class PostgresServer:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class BlackHole:
-    """A TCP listener on 127.0.0.1 that accepts connections and never answers."""
+class _Listener:
+    """A TCP listener on a free 127.0.0.1 port; a thread hands each connection it accepts to ``_accepted``.
+
+    Subclasses set their own attributes before calling ``__init__``, which starts the thread.
+    """
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -195,7 +237,6 @@ class BlackHole:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = int(self.sock.getsockname()[1])
-        self.accepted: list[socket.socket] = []
         self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -206,12 +247,115 @@ class BlackHole:
                 connection, _ = self.sock.accept()
             except OSError:
                 return
-            self.accepted.append(connection)  # kept open, never read, never answered
+            self._accepted(connection)
+
+    def _accepted(self, connection: socket.socket) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class BlackHole(_Listener):
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers.
+
+    ``accepted`` holds the connections it accepted; ``held`` the seconds each stayed open until its client closed
+    it (how long the client waited: its timeout), in the order they were closed.
+    """
+
+    def __init__(self) -> None:
+        self.accepted: list[socket.socket] = []
+        self.held: list[float] = []
+        super().__init__()
+
+    def _accepted(self, connection: socket.socket) -> None:
+        self.accepted.append(connection)  # kept open, never answered
+        threading.Thread(target=self._watch, args=(connection, time.monotonic()), daemon=True).start()
+
+    def _watch(self, connection: socket.socket, since: float) -> None:
+        with contextlib.suppress(OSError):
+            while connection.recv(65536):  # read and dropped
+                pass
+        if not self._closed:
+            self.held.append(time.monotonic() - since)
+
+    def close(self) -> None:
+        super().close()
         for connection in self.accepted:
             with contextlib.suppress(OSError):
                 connection.close()
-        with contextlib.suppress(OSError):
-            self.sock.close()
+
+
+class CuttingProxy(_Listener):
+    """A TCP proxy on 127.0.0.1 in front of a real server, for the faults a real server does not make on demand.
+
+    Each connection is forwarded both ways until its client sends ``marker`` (e.g. a Redis key): then the proxy
+    closes that connection at once (a dropped connection), or with ``hold=True`` stops forwarding and never
+    answers (a server that hangs) until the client closes it. ``connections`` counts the connections accepted,
+    ``marked`` the times the marker was sent, ``held`` the seconds each held connection stayed open after the
+    marker (how long the client waited: its timeout).
+    """
+
+    def __init__(self, upstream_port: int, marker: bytes, hold: bool = False) -> None:
+        self.upstream_port = upstream_port
+        self.marker = marker
+        self.hold = hold
+        self.connections = 0
+        self.marked = 0
+        self.held: list[float] = []
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        super().__init__()
+
+    def __enter__(self) -> CuttingProxy:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _accepted(self, connection: socket.socket) -> None:
+        with self._lock:
+            self.connections += 1
+        threading.Thread(target=self._forward, args=(connection,), daemon=True).start()
+
+    def _forward(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+        upstream.settimeout(None)
+        with self._lock:
+            self._sockets += [client, upstream]
+        peer = {client: upstream, upstream: client}
+        held_since: float | None = None
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(client, selectors.EVENT_READ)
+                selector.register(upstream, selectors.EVENT_READ)
+                while not self._closed:
+                    for key, _ in selector.select(timeout=0.1):
+                        source: socket.socket = key.fileobj  # type: ignore[assignment]
+                        data = source.recv(65536)
+                        if not data:
+                            if held_since is not None:
+                                self.held.append(time.monotonic() - held_since)
+                            return
+                        if source is client and held_since is None and self.marker in data:
+                            with self._lock:
+                                self.marked += 1
+                            if not self.hold:
+                                return
+                            held_since = time.monotonic()
+                        if held_since is None:
+                            peer[source].sendall(data)
+        except OSError:
+            pass
+        finally:
+            client.close()
+            upstream.close()
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    sock.close()

@@ -7,6 +7,7 @@ tables have a row per stack); no timing is asserted, speed lives in ``bench/``.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -92,3 +93,41 @@ def test_header_cost_mode_fits_a_cost_per_header() -> None:
     for count in (0, 4, 8, 12, 16):
         assert f"| floor-{count} |" in output
     assert re.search(r"each response header: -?[\d.]+ µs", output), output
+
+
+@pytest.mark.parametrize(
+    ("script", "arguments"),
+    [
+        ("bench_middlewares.py", ["--rounds", "1"]),
+        ("bench_middlewares.py", ["--inproc", "--rounds", "1"]),
+        ("bench_middlewares.py", ["--micro"]),
+        ("bench_broadcast.py", ["--count", "1"]),
+    ],
+)
+@pytest.mark.parametrize("reference", [None, "/nonexistent/refvenv/bin/python"])
+def test_a_bench_without_its_reference_interpreter_stops_with_a_message(
+    script: str, arguments: list[str], reference: str | None
+) -> None:
+    env = {name: value for name, value in os.environ.items() if name != "C2C_BENCH_REFERENCE_PYTHON"}
+    if reference is not None:
+        env["C2C_BENCH_REFERENCE_PYTHON"] = reference  # the variable, as the option, must name an interpreter
+    command = [sys.executable, str(BENCH / script), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    if reference is None:
+        assert "the reference interpreter is missing: give --reference-python PATH or set " in last_line
+        assert "C2C_BENCH_REFERENCE_PYTHON" in last_line
+    else:
+        assert f"--reference-python {reference}: not an executable file" in last_line
+    assert "--ours-only" in last_line
+
+
+def test_the_reference_interpreter_is_read_from_the_environment() -> None:
+    """Without the option, the variable names the interpreter of the reference rows (here this one, standing in)."""
+    env = {**os.environ, "C2C_BENCH_REFERENCE_PYTHON": sys.executable}
+    command = [sys.executable, str(BENCH / "bench_middlewares.py"), "--inproc", "--rounds", "1", "--requests", "20"]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True, env=env).stdout
+    for implementation in ("ours", "reference"):
+        assert re.search(rf"^\| {implementation} \| armor \| [\d.]+ \|", output, re.M), output

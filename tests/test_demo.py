@@ -93,6 +93,10 @@ def test_demo_serves_admin_page_health_and_metrics(demo: DemoServer) -> None:
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
     assert "default-src" in page.headers["content-security-policy"]
+    # RequestIdMiddleware is wired: a caller's well-formed id comes back (log lines and audit records carry it).
+    assert httpx.get(demo.url + "/", headers={"X-Request-ID": "demo-req-1"}, timeout=10).headers["X-Request-ID"] == (
+        "demo-req-1"
+    )
 
     health = httpx.get(demo.url + "/c2c/health_checks", timeout=30)
     assert health.status_code == 200, health.text

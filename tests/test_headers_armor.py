@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from a2wsgi import WSGIMiddleware
 from fastapi import FastAPI, Request, Response, WebSocket
-from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from c2casgiutils import headers
 from c2casgiutils.headers import CSP_NONCE, ArmorHeaderMiddleware, HeadersConfigError
@@ -690,22 +690,30 @@ def test_post_body_reaches_the_app_untouched() -> None:
 
 def test_streaming_response_is_sent_in_chunks() -> None:
     app = make_app()
-    chunks_seen: list[int] = []
 
     async def chunks() -> AsyncIterator[bytes]:
         for index in range(3):
-            chunks_seen.append(index)
             yield f"chunk{index}\n".encode()
-
-    from fastapi.responses import StreamingResponse
 
     @app.get("/stream")
     async def stream() -> StreamingResponse:
         return StreamingResponse(chunks(), media_type="text/plain")
 
-    with client(app).stream("GET", "/stream", headers=PUBLIC) as response:
+    bodies: list[bytes] = []
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        async def noting_send(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                bodies.append(message.get("body", b""))
+            await send(message)
+
+        await app(scope, receive, noting_send)
+
+    with client(outer).stream("GET", "/stream", headers=PUBLIC) as response:
         assert response.headers["x-frame-options"] == "DENY"
         assert list(response.iter_lines()) == ["chunk0", "chunk1", "chunk2"]
+    # One message per chunk, as the endpoint yielded them: the middleware buffered nothing.
+    assert [body for body in bodies if body] == [b"chunk0\n", b"chunk1\n", b"chunk2\n"]
 
 
 VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")

@@ -222,12 +222,53 @@ async def test_one_family_only(trusted_hosts: str) -> None:
         "x-forwarded-port": "444",
         "x-forwarded-prefix": "/evil",
     }
-    app = make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields=ALL_FIELDS)
+    app = make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields="for,proto,host,port")
     assert_unchanged(await get(app, x_forwarded))
     seen = await get(app, {**x_forwarded, "forwarded": "for=203.0.113.7;host=good.example"})
     assert (seen["url_for"], seen["client"], seen["root_path"]) == ("http://good.example/where", ["203.0.113.7", 0], "")
     app = make_app(trusted_hosts=trusted_hosts, headers_type="x-forwarded", fields=ALL_FIELDS)
     assert_unchanged(await get(app, {"forwarded": "for=6.6.6.6;proto=https;host=evil.example"}))
+
+
+@pytest.mark.parametrize("trusted_hosts", ["10.0.0.5", "*"])
+async def test_forwarded_mode_reads_x_forwarded_prefix_when_prefix_is_listed(trusted_hosts: str) -> None:
+    """The exception to the one-family rule: Forwarded has no prefix, X-Forwarded-Prefix gives it, if listed."""
+    app = make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields="for,proto,host,prefix")
+    forwarded = {"forwarded": "for=203.0.113.7;proto=https;host=good.example", "x-forwarded-prefix": "/svc/"}
+    other = {"x-forwarded-host": "evil.example", "x-forwarded-proto": "http", "x-forwarded-for": "6.6.6.6"}
+    seen = await get(app, {**forwarded, **other})
+    assert (seen["url_for"], seen["client"], seen["root_path"]) == (
+        "https://good.example/svc/where", ["203.0.113.7", 0], "/svc",
+    )
+    # Alone (the proxy sets only the prefix, or only prefix is listed): the prefix, nothing else.
+    seen = await get(app, {"x-forwarded-prefix": "/svc", **other})
+    assert (seen["url_for"], seen["client"]) == ("http://internal:8080/svc/where", list(PROXY))
+    seen = await get(make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields="prefix"), forwarded)
+    assert (seen["url_for"], seen["client"]) == ("http://internal:8080/svc/where", list(PROXY))
+    # Not listed: not read, as in x-forwarded mode.
+    app = make_app(trusted_hosts=trusted_hosts, headers_type="forwarded", fields="for,proto,host")
+    seen = await get(app, forwarded)
+    assert (seen["url_for"], seen["root_path"]) == ("https://good.example/where", "")
+
+
+async def test_forwarded_mode_prefix_follows_the_trust_rules() -> None:
+    fields = "for,proto,host,prefix"
+    # An untrusted peer: nothing, the prefix neither.
+    app = make_app(trusted_hosts="127.0.0.1", headers_type="forwarded", fields=fields)
+    assert_unchanged(await get(app, {"forwarded": "for=203.0.113.7", "x-forwarded-prefix": "/svc"}))
+    # Malformed prefixes are ignored; the rest of the hop still applies.
+    app = make_app(trusted_hosts="10.0.0.0/8", headers_type="forwarded", fields=fields)
+    for malformed in ("/../etc", "//evil.example", "svc", "/a?b", "/" + "a" * 5000):
+        seen = await get(app, {"forwarded": "for=203.0.113.7;host=good.example", "x-forwarded-prefix": malformed})
+        assert (seen["url_for"], seen["root_path"]) == ("http://good.example/where", ""), malformed
+    # Hops: the prefix is read from the client's hop, as many places from the right as its Forwarded element.
+    app = make_app(trusted_hosts="10.0.0.0/8", headers_type="forwarded", fields=fields, hops=2)
+    two_proxies = {"forwarded": "for=6.6.6.6, for=203.0.113.7, for=10.1.1.1", "x-forwarded-prefix": "/evil, /a, /b"}
+    seen = await get(app, two_proxies)
+    assert (seen["client"], seen["root_path"]) == (["203.0.113.7", 0], "/a")
+    # A prefix list shorter than the client's depth was not written by that many proxies: ignored.
+    seen = await get(app, {**two_proxies, "x-forwarded-prefix": "/evil"})
+    assert (seen["client"], seen["root_path"]) == (["203.0.113.7", 0], "")
 
 
 async def test_only_the_listed_fields_are_applied() -> None:

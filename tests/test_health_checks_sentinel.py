@@ -2,7 +2,8 @@
 with ``requirepass`` and TLS (``C2C__REDIS__SENTINEL_OPTIONS``), and dead Sentinels first in the list.
 
 The cost of a dead Sentinel is asserted as a number of connections (one per lookup, never retried on the same
-Sentinel); the time it takes is measured by ``bench/bench_sentinel.py``.
+Sentinel) and, for one that never answers, as the time its client waited, seen by that server; the time a lookup
+takes is measured by ``bench/bench_sentinel.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import redis
 
 from c2casgiutils import config, health_checks, redis_utils
 from tests.redis_processes import RedisProcess, TemporaryDirectory, TlsFiles, Unreachable, redis_binary, server_args
-from tests.servers import BlackHole, RedisServer, free_port
+from tests.servers import BlackHole, CuttingProxy, RedisServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,10 +38,18 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> No
 
 
 class SentinelSetup:
-    """A master (the given server), optionally a replica, and one Sentinel (optionally with password and TLS)."""
+    """A master (the given server), optionally a replica, and one Sentinel (optionally with password and TLS).
+
+    The Sentinel monitors the master at ``monitored_port`` when given (a proxy in front of it), else at its port.
+    """
 
     def __init__(
-        self, master: RedisServer, replica: bool = True, password: str | None = None, tls: TlsFiles | None = None
+        self,
+        master: RedisServer,
+        replica: bool = True,
+        password: str | None = None,
+        tls: TlsFiles | None = None,
+        monitored_port: int | None = None,
     ) -> None:
         binary = redis_binary()
         self.master = master
@@ -68,7 +77,7 @@ class SentinelSetup:
         if password:
             lines.append(f"requirepass {password}")
         lines += [
-            f"sentinel monitor {SERVICE} 127.0.0.1 {master.port} 1",
+            f"sentinel monitor {SERVICE} 127.0.0.1 {monitored_port or master.port} 1",
             f"sentinel down-after-milliseconds {SERVICE} 60000",
         ]
         conf = Path(self.directory.path) / "sentinel.conf"
@@ -241,6 +250,62 @@ def _dead_first(settings: config.Settings, dead: str, setup: SentinelSetup) -> N
     settings.redis.socket_timeout = timedelta(seconds=0.3)
 
 
+@pytest.mark.parametrize(
+    ("sentinel_options", "expected"),
+    [({}, 0.4), ({"socket_timeout": 1.2}, 1.2)],
+    ids=["the-connect-timeout", "its-own-socket-timeout"],
+)
+async def test_a_black_holed_sentinel_costs_one_sentinel_timeout(  # type: ignore[no-untyped-def]
+    settings, sentinel_setup: SentinelSetup, black_hole: BlackHole, sentinel_options: dict[str, float], expected: float
+) -> None:
+    """A Sentinel that accepts and never answers is waited for once, as long as an unreachable one (the connect
+    timeout, shorter than the data connections' socket timeout), or its own C2C__REDIS__SENTINEL_OPTIONS timeout."""
+    _dead_first(settings, f"127.0.0.1:{black_hole.port}", sentinel_setup)
+    settings.redis.connect_timeout = timedelta(seconds=0.4)
+    settings.redis.socket_timeout = timedelta(seconds=8)
+    settings.redis.retries = 2
+    settings.redis.sentinel_options = sentinel_options
+    try:
+        clients = redis_utils.get()
+        assert clients is not None
+        assert await clients.master.set("c2c-black-holed-sentinel", "1")
+        _wait(lambda: len(black_hole.held) == 1, "the client did not give up the black-holed Sentinel")
+        assert len(black_hole.accepted) == 1
+        assert expected * 0.9 <= black_hole.held[0] < 6, black_hole.held  # well under the socket timeout (8)
+    finally:
+        await redis_utils.cleanup()
+
+
+@pytest.fixture
+def proxied_master(own_redis_server: RedisServer) -> Iterator[tuple[SentinelSetup, CuttingProxy]]:
+    """A Sentinel that knows the master at the address of a proxy that drops the connections sending a marker."""
+    with CuttingProxy(own_redis_server.port, marker=b"c2c-cut-here") as proxy:
+        setup = SentinelSetup(own_redis_server, replica=False, monitored_port=proxy.port)
+        yield setup, proxy
+        setup.close()
+
+
+async def test_sentinel_data_clients_retry_a_dropped_connection(  # type: ignore[no-untyped-def]
+    settings, proxied_master: tuple[SentinelSetup, CuttingProxy]
+) -> None:
+    """The data clients keep C2C__REDIS__RETRIES: a dropped connection is tried again twice, on new connections."""
+    setup, proxy = proxied_master
+    settings.redis.url = None
+    settings.redis.sentinels = setup.address
+    settings.redis.servicename = SERVICE
+    settings.redis.retries = 2
+    try:
+        clients = redis_utils.get()
+        assert clients is not None
+        assert await clients.master.set("c2c-through-the-proxy", "1")
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await clients.master.get("c2c-cut-here")
+        assert proxy.marked == 3
+        assert await clients.master.get("c2c-through-the-proxy") == b"1"
+    finally:
+        await redis_utils.cleanup()
+
+
 async def test_black_holed_sentinel_first_costs_one_attempt(
     settings, sentinel_setup: SentinelSetup, black_hole: BlackHole
 ) -> None:  # type: ignore[no-untyped-def]
@@ -274,39 +339,3 @@ async def test_dead_sentinel_first_still_finds_the_master(settings, sentinel_set
         await redis_utils.cleanup()
         if hole is not None:
             hole.close()
-
-
-def _retries(retry: object) -> int:
-    """Retries of a redis-py Retry (``get_retries()`` appeared after redis-py 5.0)."""
-    getter = getattr(retry, "get_retries", None)
-    return int(getter() if getter is not None else retry._retries)  # type: ignore[attr-defined]
-
-
-def test_sentinel_clients_get_the_package_timeouts_and_no_retry_of_their_own(settings) -> None:  # type: ignore[no-untyped-def]
-    settings.redis.url = None
-    settings.redis.sentinels = "127.0.0.1:26379,127.0.0.1:26380"
-    settings.redis.servicename = SERVICE
-    settings.redis.connect_timeout = timedelta(seconds=0.7)
-    settings.redis.socket_timeout = timedelta(seconds=1.5)
-    settings.redis.retries = 2
-    settings.redis.sentinel_options = {}
-    clients = redis_utils.build()
-    assert clients is not None
-    assert clients.sentinel is not None
-    for sentinel in clients.sentinel.sentinels:
-        # A Sentinel that accepts and never answers costs no more than an unreachable one: one connect timeout.
-        assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 0.7
-    settings.redis.sentinel_options = {"password": SENTINEL_PASSWORD, "socket_timeout": 0.9}
-    clients = redis_utils.build()
-    assert clients is not None
-    assert clients.sentinel is not None
-    for sentinel in clients.sentinel.sentinels:
-        kwargs = sentinel.connection_pool.connection_kwargs
-        assert kwargs["socket_connect_timeout"] == 0.7
-        assert kwargs["socket_timeout"] == 0.9  # the Sentinel's own option wins
-        assert kwargs["password"] == SENTINEL_PASSWORD
-        assert _retries(kwargs["retry"]) == 0
-    master_kwargs = clients.master.connection_pool.connection_kwargs
-    assert _retries(master_kwargs["retry"]) == 2
-    assert master_kwargs["socket_timeout"] == 1.5
-    assert "password" not in master_kwargs  # the Sentinel's password is not the data servers' one

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.conftest import missing
-from tests.servers import find_binary, free_port, stop_process, wait_port
+from tests.servers import find_binary, free_port, stop_process, uvicorn_workers, wait_for, wait_port
 
 ROOT = Path(__file__).parent.parent
 WORKERS = 3
@@ -38,39 +38,6 @@ def _prometheus_binaries() -> tuple[str, str]:
     assert prometheus is not None
     assert promtool is not None
     return prometheus, promtool
-
-
-def wait_for(what: str, condition: Callable[[], Any], timeout: float = 30.0) -> Any:
-    """Poll ``condition`` until it returns a truthy value (or fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = condition()
-        except (httpx.HTTPError, OSError) as error:
-            last = error
-        else:
-            if last:
-                return last
-        time.sleep(0.3)
-    pytest.fail(f"{what}: not reached within {timeout} s (last: {last!r})")
-
-
-def _children(parent: int) -> list[int]:
-    """The uvicorn workers of ``parent`` (its multiprocessing helper child is left out)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_bytes()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(b")", 1)[-1].split()
-        if int(fields[1]) == parent and fields[0] != b"Z" and b"spawn_main" in cmdline:
-            pids.append(int(entry))
-    return sorted(pids)
 
 
 class Service:
@@ -126,7 +93,7 @@ class Service:
             raise
 
     def workers(self) -> list[int]:
-        return _children(self.process.pid)
+        return uvicorn_workers(self.process.pid)
 
     def ready_workers(self, count: int) -> list[int]:
         """Wait until ``count`` workers run and each has started its metrics (its marker file exists)."""

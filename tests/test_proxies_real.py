@@ -5,8 +5,9 @@ real uvicorn; the client connects from 127.0.0.2, so it is never the trusted pro
 forged values of every forwarded field with each request. The groups:
 
 - the configurations of ``examples/proxies/`` (documented in ``docs/proxies.md``) with the settings they
-  document, ``X-Forwarded-*`` for the three proxies and ``Forwarded`` for nginx: everything the service
-  derives from the request is what the public URL implies;
+  document, ``X-Forwarded-*`` and ``Forwarded`` (plus ``X-Forwarded-Prefix``) for each of the three proxies, at
+  the root and under a ``/svc/`` prefix the proxy strips: everything the service derives from the request is
+  what the public URL implies;
 - the configurations people copy, with the default ``FIELDS`` and ``trusted_hosts="*"``: no client-sent
   prefix or client address gets through;
 - the same copied configurations with the ``FIELDS`` that ``docs/proxies.md`` gives for them: no client-sent
@@ -71,11 +72,17 @@ class Setup:
         return env
 
 
-# The settings docs/proxies.md gives for each configuration.
+# The settings docs/proxies.md gives for each configuration: X-Forwarded-*, then RFC 7239 Forwarded (TYPE=forwarded)
+# with X-Forwarded-Prefix for the prefix, which Forwarded lacks.
+FORWARDED_TYPE = {"C2C__PROXY_HEADERS__TYPE": "forwarded"}
 RECOMMENDED = [
     Setup("nginx", "recommended", "for,proto,host,port,prefix"),
     Setup("apache", "recommended", "for,proto,host,prefix"),
     Setup("haproxy", "recommended", "for,proto,host,prefix"),
+    *(
+        Setup(name, "forwarded", "for,proto,host,prefix", settings=FORWARDED_TYPE)
+        for name in ("nginx", "apache", "haproxy")
+    ),
 ]
 COPIED_DEFAULT = [
     Setup(name, "copied", None, trusted_hosts="*", sets_prefix=False) for name in ("nginx", "apache", "haproxy")
@@ -245,7 +252,7 @@ def _check_malformed(running: Running) -> None:
 
 
 class TestRecommended:
-    """examples/proxies/* with the settings docs/proxies.md gives: the public URL, and nothing forged."""
+    """examples/proxies/* with the settings docs/proxies.md gives, either family: the public URL, nothing forged."""
 
     @TLS
     @PREFIXES
@@ -323,49 +330,6 @@ class TestRecommended:
 
     def test_malformed_values_never_fail(self, recommended: Running) -> None:
         _check_malformed(recommended)
-
-
-FORWARDED = [
-    Setup("nginx", "forwarded", "for,proto,host", sets_prefix=False, settings={"C2C__PROXY_HEADERS__TYPE": "forwarded"})
-]
-
-
-@pytest.fixture(scope="class", params=FORWARDED, ids=lambda setup: setup.id)
-def forwarded(request: pytest.FixtureRequest, certificate: Certificate) -> Iterator[Running]:
-    yield from _start(request.param, certificate)
-
-
-class TestForwardedFamily:
-    """examples/proxies/nginx-forwarded.conf, TYPE=forwarded: the public URL at the root, nothing forged."""
-
-    @TLS
-    def test_what_the_service_sees(self, forwarded: Running, tls: bool) -> None:
-        base = forwarded.expected_base(tls, "")
-        where = forwarded.get(tls, "/where", {"X-Forwarded-Prefix": "/evil"})
-        assert where.json() == {
-            "url_for": f"{base}/where",
-            "url": f"{base}/where",
-            "scheme": "https" if tls else "http",
-            "root_path": "",
-            "client": CLIENT,
-            "host_header": f"{PUBLIC_HOST}:{forwarded.proxy.public_port(tls)}",
-        }
-        assert forwarded.get(tls, "/c2c").headers["location"] == f"{base}/c2c/"
-        docs = forwarded.get(tls, "/c2c/docs").text
-        assert re.findall(r"url: '([^']*openapi[^']*)'", docs) == ["/c2c/openapi.json"]
-
-    @TLS
-    def test_login_cookie_and_came_from(self, forwarded: Running, tls: bool) -> None:
-        base = forwarded.expected_base(tls, "")
-        response = forwarded.get(tls, f"/c2c/auth/login?came_from={base}/where", {"X-API-Key": SECRET})
-        assert response.status_code == 303
-        assert response.headers["location"] == f"{base}/where"
-        assert "Path=/c2c/;" in response.headers["set-cookie"]
-        refused = forwarded.get(tls, "/c2c/auth/login?came_from=https://evil.example/phish", {"X-API-Key": SECRET})
-        assert refused.status_code == 400
-
-    def test_malformed_values_never_fail(self, forwarded: Running) -> None:
-        _check_malformed(forwarded)
 
 
 class TestCopiedWithDefaultFields:

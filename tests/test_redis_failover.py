@@ -19,7 +19,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -29,8 +29,7 @@ import pytest
 import redis
 
 import c2casgiutils
-from c2casgiutils import broadcast, health_checks
-from c2casgiutils.tools import logging as tools_logging
+from c2casgiutils import broadcast, health_checks, log_levels
 from tests.broadcast_fixtures import AUTH_SECRET, BROADCAST_SECRET, Workers, running_workers
 from tests.conftest import missing
 from tests.sentinel_set import SentinelSet
@@ -40,22 +39,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 _LOGGER = logging.getLogger(__name__)
 PREFIX = "c2c_logging_level_"
 ADMIN_HEADERS = {"X-API-Key": AUTH_SECRET}
-
-
-@pytest.fixture
-def sentinel_set() -> Iterator[SentinelSet]:
-    try:
-        servers = SentinelSet()
-    except FileNotFoundError as error:
-        missing(str(error))
-    try:
-        servers.start()
-        yield servers
-    except BaseException:
-        print(servers.log_text())
-        raise
-    finally:
-        servers.close()
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -316,7 +299,7 @@ async def test_redis_py_internal_reconnection_runs_the_hooks(in_process, own_red
             await asyncio.sleep(0.05)
         assert getattr(backend, "reconnections", 0) > before or broadcast.is_connected()
         answers = await broadcast.broadcast(
-            tools_logging.BROADCAST_CHANNEL, {"name": name, "level": "INFO"}, expect_answers=True, timeout=5
+            log_levels.BROADCAST_CHANNEL, {"name": name, "level": "INFO"}, expect_answers=True, timeout=5
         )
         assert answers is not None
         assert len(answers) == 1

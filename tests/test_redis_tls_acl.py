@@ -20,12 +20,9 @@ from tests.redis_processes import (
     ACL_PASSWORD,
     ACL_USER,
     RedisProcess,
-    TemporaryDirectory,
     TlsFiles,
-    acl_args,
     acl_redis,
-    free_port,
-    server_args,
+    tls_acl_redis,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,13 +38,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 @pytest.fixture(scope="module")
 def tls_server(tls_files: TlsFiles) -> Iterator[RedisProcess]:
     """TLS only (no plain port), with the ACL user."""
-    directory = TemporaryDirectory("c2c-redis-tls-")
-    port = free_port()
-    server = RedisProcess(server_args(directory.path, 0, *tls_files.server_args(port), *acl_args()), port, tls=True)
-    server.start()
-    yield server
-    server.stop()
-    directory.close()
+    yield from tls_acl_redis("tls", tls_files)
 
 
 @pytest.fixture(scope="module")

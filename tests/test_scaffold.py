@@ -43,6 +43,9 @@ LEAKING_PREFIXES = ("C2C__", PREFIX, "PROMETHEUS_MULTIPROC_DIR", "SENTRY_DSN", "
 def clean_env(**extra: str) -> dict[str, str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith(LEAKING_PREFIXES)}
     env.pop("VIRTUAL_ENV", None)
+    # scripts/test exports the locked set as pip constraints: the generated projects install the same versions.
+    if os.environ.get("C2C_TEST_PIP_CONSTRAINT"):
+        env["PIP_CONSTRAINT"] = os.environ["C2C_TEST_PIP_CONSTRAINT"]
     env.update(extra)
     return env
 
@@ -185,6 +188,8 @@ def test_generated_project_is_complete_and_lint_clean(tmp_path: Path, database: 
     assert "HEALTHCHECK" in dockerfile
     assert "--proxy-headers" in dockerfile
     assert '--forwarded-allow-ips=\\"$FORWARDED_ALLOW_IPS\\"' in dockerfile
+    assert '--timeout-graceful-shutdown=\\"$GRACEFUL_SHUTDOWN_TIMEOUT\\"' in dockerfile
+    assert "C2C__SHUTDOWN__DRAIN_DELAY=" in dockerfile
 
     main = (project / SLUG / "main.py").read_text(encoding="utf-8")
     assert ("health_checks.Redis(" in main) == redis
@@ -194,6 +199,82 @@ def test_generated_project_is_complete_and_lint_clean(tmp_path: Path, database: 
 
     run([str(HOST_BIN / "ruff"), "check", "--no-cache", "."], cwd=project)
     run([str(HOST_BIN / "ruff"), "format", "--no-cache", "--check", "."], cwd=project)
+
+
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def _dockerfile_env(dockerfile: str) -> dict[str, str]:
+    """The ENV variables of the Dockerfile (``ENV A=1 \\`` continuation lines joined)."""
+    text = dockerfile.replace("\\\n", " ")
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            found.update(item.split("=", 1) for item in line[4:].split() if "=" in item)
+    return found
+
+
+@pytest.mark.parametrize("slug", [SLUG, "svc"])
+def test_kubernetes_manifests_are_valid_and_keep_the_drain_within_the_grace_period(tmp_path: Path, slug: str) -> None:
+    """The rendered manifests parse as YAML and have what Kubernetes requires and the rolling update needs."""
+    result = cookiecutter(tmp_path / "out", f"project_slug={slug}")
+    assert result.returncode == 0, result.stderr
+    project = tmp_path / "out" / slug
+    documents = {}
+    for path in sorted((project / "k8s").glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            documents[document["kind"]] = document
+    assert set(documents) == {"Deployment", "Service"}
+    name = slug.replace("_", "-")
+    for document in documents.values():
+        assert document["metadata"]["name"] == name
+        assert DNS_LABEL.fullmatch(document["metadata"]["name"])
+    deployment, service = documents["Deployment"], documents["Service"]
+    assert deployment["apiVersion"] == "apps/v1"
+    assert service["apiVersion"] == "v1"
+
+    spec = deployment["spec"]
+    pod = spec["template"]["spec"]
+    labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (container,) = pod["containers"]
+    assert container["name"]
+    assert container["image"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"http": 8080, "metrics": 9000}  # what the Dockerfile exposes
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= set(ports)
+
+    probes = {kind: container[f"{kind}Probe"] for kind in ("startup", "readiness", "liveness")}
+    for probe in probes.values():
+        assert probe["httpGet"]["port"] in ports
+        assert probe["timeoutSeconds"] >= 1
+    assert probes["startup"]["httpGet"]["path"] == "/c2c/health_checks?tags=liveness"
+    assert probes["readiness"]["httpGet"]["path"] == "/c2c/health_checks?tags=readiness"
+    assert probes["liveness"]["httpGet"]["path"] == "/c2c/health_checks?tags=liveness"
+    # The access log leaves out the probes' successes: the probes' paths, and nothing else.
+    image_env = _dockerfile_env((project / "Dockerfile").read_text(encoding="utf-8"))
+    probe_paths = {probe["httpGet"]["path"] for probe in probes.values()}
+    assert set(image_env["C2C__ACCESS_LOG__SKIP_PATHS"].split(",")) == probe_paths
+
+    # The grace period covers the drain and uvicorn's graceful shutdown, with the image's defaults too.
+    env = {item["name"]: item["value"] for item in container["env"]}
+    for values in (env, image_env):
+        drain = float(values["C2C__SHUTDOWN__DRAIN_DELAY"])
+        graceful = float(values["GRACEFUL_SHUTDOWN_TIMEOUT"])
+        assert drain > 0
+        assert pod["terminationGracePeriodSeconds"] > drain + graceful
+    # The drain outlasts the readiness probe's detection (period x failures), else new requests still come.
+    detection = probes["readiness"]["periodSeconds"] * probes["readiness"]["failureThreshold"]
+    assert float(env["C2C__SHUTDOWN__DRAIN_DELAY"]) > detection
+    # The multiprocess directory is on a writable volume (the root file system is read-only), not the mount
+    # point itself: the Dockerfile's entry point removes and recreates it.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    multiproc = image_env["PROMETHEUS_MULTIPROC_DIR"]
+    assert multiproc not in mounts
+    assert any(multiproc.startswith(mount.rstrip("/") + "/") for mount in mounts)
 
 
 def test_scaffold_requires_the_version_it_comes_with() -> None:
@@ -432,12 +513,14 @@ def test_full_service_on_postgresql_and_redis(
     database_url = postgres_server.url(database=database)
     multiproc_dir = tmp_path / "prometheus"
     multiproc_dir.mkdir()
+    skip_paths = _dockerfile_env((generated.full / "Dockerfile").read_text(encoding="utf-8"))
     service = start_service(
         generated,
         generated.full,
         workers=2,
         C2C__REDIS__URL=own_redis_server.url,
         C2C__PROXY_HEADERS__TYPE="x-forwarded",
+        C2C__ACCESS_LOG__SKIP_PATHS=skip_paths["C2C__ACCESS_LOG__SKIP_PATHS"],  # as the image does
         PROMETHEUS_MULTIPROC_DIR=str(multiproc_dir),
         **{f"{PREFIX}DATABASE__URL": database_url, f"{PREFIX}LOG_FORMAT": "json"},
     )
@@ -456,7 +539,9 @@ def test_full_service_on_postgresql_and_redis(
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200, "Redis": 200, "SQLAlchemy": 200, "Alembic": 200}
+    assert check_names(response) == {
+        "Liveness": 200, "ReadinessState": 200, "Redis": 200, "SQLAlchemy": 200, "Alembic": 200
+    }
 
     created = httpx.post(f"{service.url}/api/items", json={"name": "in postgres"}, timeout=10)
     assert created.status_code == 201, created.text
@@ -492,7 +577,7 @@ def test_full_service_on_postgresql_and_redis(
     own_redis_server.stop()
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "liveness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200}
+    assert check_names(response) == {"Liveness": 200, "LivenessState": 200}
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code >= 500
     assert check_names(response)["Redis"] >= 500
@@ -504,6 +589,11 @@ def test_full_service_on_postgresql_and_redis(
     records = [json.loads(line) for line in lines if line.strip()]  # every line is one JSON object
     assert any(str(record.get("logger")).startswith(SLUG) for record in records), service.logs()
     assert sum(record["message"] == "Application shutdown complete." for record in records) == 2  # both workers
+    # The access log: the readiness probe's successes left out, its failures (Redis stopped) and the rest kept.
+    access = [record["message"] for record in records if record.get("logger") == "uvicorn.access"]
+    assert not [line for line in access if '/c2c/health_checks?tags=readiness HTTP/1.1" 200' in line], access
+    assert [line for line in access if re.search(r'/c2c/health_checks\?tags=readiness HTTP/1.1" 5\d\d', line)], access
+    assert [line for line in access if '/api/hello HTTP/1.1" 200' in line], access
     assert not [record for record in records if "exception" in record], service.logs()
 
 
@@ -549,7 +639,7 @@ def test_full_service_runs_on_embedded_defaults(generated: Generated, start_serv
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200, "SQLAlchemy": 200, "Alembic": 200}
+    assert check_names(response) == {"Liveness": 200, "ReadinessState": 200, "SQLAlchemy": 200, "Alembic": 200}
     created = httpx.post(f"{service.url}/api/items", json={"name": "in sqlite"}, timeout=10)
     assert created.status_code == 201, created.text
     assert service.stop(), service.logs()
@@ -562,7 +652,7 @@ def test_minimal_service_runs_on_embedded_defaults(generated: Generated, start_s
 
     response = httpx.get(f"{service.url}/c2c/health_checks", params={"tags": "readiness"}, timeout=30)
     assert response.status_code == 200, response.text
-    assert check_names(response) == {"Liveness": 200}
+    assert check_names(response) == {"Liveness": 200, "ReadinessState": 200}
     response = httpx.get(f"{service.url}/api/hello", params={"name": "you"}, timeout=10)
     assert response.json() == {"message": "Hello you!"}
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -24,7 +24,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
 from c2casgiutils import auth, broadcast, redis_utils, request_id
-from c2casgiutils.auth import _cookies, _rate_limit, _session
+from c2casgiutils.auth import _cookies, _session
+from c2casgiutils.auth._limiter._local import MAX_CLIENTS, LocalFailureLimiter
 from c2casgiutils.broadcast import _signing
 from c2casgiutils.errors import ErrorResponseMiddleware, install_error_handlers
 from c2casgiutils.headers import ForwardedHeadersMiddleware
@@ -248,8 +249,10 @@ def test_secret_never_in_our_log_lines(secret_settings: Any, caplog: pytest.LogC
     # Our loggers only: the test client's own httpx log shows the URL it requested.
     ours = [record for record in caplog.records if record.name.startswith("c2casgiutils")]
     lines = [record.getMessage() + str(record.args) + (record.exc_text or "") for record in ours]
-    assert any("Failed" in line for line in lines)  # the failures were logged...
-    assert not [line for line in lines if SECRET in line]  # ...without the secret
+    # The failures were recorded (audit records: their fields too)...
+    assert any(getattr(record, "outcome", None) == "failure" for record in ours)
+    fields = [str(vars(record)) for record in ours if record.name == "c2casgiutils.audit"]
+    assert not [line for line in lines + fields if SECRET in line]  # ...without the secret
 
 
 # ------------------------------------------------------------------------------------------------ rate limit
@@ -344,13 +347,22 @@ def test_an_ipv4_mapped_peer_shares_the_counter_of_its_ipv4_address(secret_setti
         assert client.get("/service/admin", headers={"X-API-Key": SECRET}).status_code == 429
 
 
-def test_the_limiter_memory_is_bounded_under_many_clients(secret_settings: Any) -> None:
-    limiter = _rate_limit.FailureLimiter()
-    for index in range(_rate_limit._MAX_CLIENTS + 5000):
-        for _ in range(10):
-            limiter.record_failure(f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}")
-    assert len(limiter._failures) == _rate_limit._MAX_CLIENTS
-    assert max(len(failures) for failures in limiter._failures.values()) == 3  # max_failures of the fixture
+def test_the_limiter_memory_is_bounded_under_many_clients() -> None:
+    limiter = LocalFailureLimiter(max_failures=3, window=60)
+
+    async def fail_everywhere() -> list[float | None]:
+        answers = []
+        for index in range(MAX_CLIENTS + 5000):
+            for _ in range(10):
+                answers.append(await limiter.add_failure(f"10.{index >> 16 & 255}.{index >> 8 & 255}.{index & 255}"))
+        return answers
+
+    answers = asyncio.run(fail_everywhere())
+    assert answers.count(None) == 3 * (MAX_CLIENTS + 5000)  # 3 counted per client, the 7 others refused
+    assert limiter.clients() == MAX_CLIENTS
+    # The least recently failing clients were forgotten first; the last ones are still blocked.
+    assert asyncio.run(limiter.retry_after("10.0.0.0")) is None
+    assert asyncio.run(limiter.retry_after(f"10.0.{(MAX_CLIENTS + 4999) >> 8 & 255}.{(MAX_CLIENTS + 4999) & 255}"))
 
 
 def test_bogus_github_bearer_tokens_do_not_hammer_github(github_settings: Any, fake_github: FakeGitHub) -> None:
@@ -479,7 +491,7 @@ def test_oauth_error_parameter_cannot_forge_log_lines(
     github_settings: Any, fake_github: FakeGitHub, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Regression: error_description from the query string went verbatim into the log line."""
-    with client_for(security_service()) as client, caplog.at_level(logging.INFO, logger="c2casgiutils.auth"):
+    with client_for(security_service()) as client, caplog.at_level(logging.INFO, logger="c2casgiutils.audit"):
         callback, _ = _start(client)
         state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(callback).query))["state"]
         response = client.get(
@@ -490,9 +502,12 @@ def test_oauth_error_parameter_cannot_forge_log_lines(
         assert "GitHub refused the login" in response.json()["detail"]
         # The error parameter alone (no state) does not reach the logic.
         assert client.get("/c2c/auth/github/callback", params={"error": "access_denied"}).status_code == 400
-    failures = [record.getMessage() for record in caplog.records if "GitHub login failed" in record.getMessage()]
-    assert failures
-    assert not [message for message in failures if "\n" in message or "\r" in message]
+    failures = [
+        record for record in caplog.records if record.name == "c2casgiutils.audit" and record.outcome == "failure"
+    ]
+    assert len(failures) == 2  # one audit record per callback
+    assert "forged" in failures[0].reason  # the text is a field of the record (escaped by the JSON formatter)...
+    assert not [record for record in failures if "\n" in record.getMessage() or "\r" in record.getMessage()]
 
 
 def test_github_tokens_never_logged_or_sent(

@@ -83,6 +83,9 @@ INVALID = [
     ("C2C__HTTP", "perhaps", "valid boolean"),
     ("C2C__ROUTE_PREFIX", "/a b/", "path"),
     ("C2C__BROADCAST__SECRET", "", "at least 1 character"),
+    ("C2C__SHUTDOWN__DRAIN_DELAY", "soon", "ISO-8601"),
+    ("C2C__SHUTDOWN__DRAIN_DELAY", "-1", "ISO-8601"),
+    ("C2C__SHUTDOWN__DRAIN_DELAY", "PT11M", "at most 600 seconds"),
 ]
 
 
@@ -163,3 +166,9 @@ def test_settings_doc_lists_every_variable() -> None:
         if "TAG_" in variable:
             continue
         assert f"`{variable.upper()}`" in text
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("0", 0.0), ("10", 10.0), ("PT15S", 15.0), ("2.5", 2.5)])
+def test_drain_delay_is_a_duration(monkeypatch: pytest.MonkeyPatch, value: str, seconds: float) -> None:
+    monkeypatch.setenv("C2C__SHUTDOWN__DRAIN_DELAY", value)
+    assert load_settings().shutdown.drain_delay.total_seconds() == seconds

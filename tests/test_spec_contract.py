@@ -39,6 +39,7 @@ from c2casgiutils import broadcast, cli, config, headers, health_checks
 from c2casgiutils.broadcast import MissingAnswer
 from c2casgiutils.broadcast import types as broadcast_types
 from c2casgiutils.health_checks import Check, Result
+from tests.fake_sentry import FakeSentry
 from tests.servers import PostgresServer, RedisServer, free_port
 from tests.settings_tables import FROM_ENVIRONMENT, SPEC_DEFAULTS
 
@@ -189,14 +190,22 @@ def spec_application(env_settings: Any, clean_env: pytest.MonkeyPatch, package_c
 
     from prometheus_client import REGISTRY  # noqa: PLC0415
 
-    before = set(REGISTRY._collector_to_names)  # noqa: SLF001
+    # The instrumentator registers its http_* metrics once per process registry: the collectors registered
+    # while the example runs are noted, and dropped afterwards so that the next verbatim example can register
+    # them again.
+    registered: list[Any] = []
+    register = REGISTRY.register
+
+    def noting_register(collector: Any) -> None:
+        register(collector)
+        registered.append(collector)
+
+    clean_env.setattr(REGISTRY, "register", noting_register)
     yield build
     for app in built:
         app.state.prometheus_server.shutdown()
         app.state.prometheus_server.server_close()
-    # The instrumentator registers its http_* metrics once per process registry: drop them so the next
-    # verbatim example can register them again.
-    for collector in set(REGISTRY._collector_to_names) - before:  # noqa: SLF001
+    for collector in registered:
         REGISTRY.unregister(collector)
 
 
@@ -1051,12 +1060,14 @@ SENTRY_INIT_CALLS = {
 
 
 @pytest.mark.parametrize("section", sorted(SENTRY_INIT_CALLS))
-def test_sentry_snippet_of_the_specification_runs(tmp_path: Path, clean_env: pytest.MonkeyPatch, section: str) -> None:
-    """The Sentry snippets, verbatim, with a DSN on a closed local port (never reaches the network).
+def test_sentry_snippet_of_the_specification_runs(
+    tmp_path: Path, clean_env: pytest.MonkeyPatch, fake_sentry: FakeSentry, section: str
+) -> None:
+    """The Sentry snippets, verbatim, with a DSN of a fake Sentry on 127.0.0.1 (never reaches the network).
 
-    Both use ``config.settings.sentry.url`` in their log line and pass ``model_dump()`` to ``sentry_sdk.init``.
+    Both use ``config.settings.sentry.url`` in their log line and pass ``model_dump()`` to ``sentry_sdk.init``;
+    the event the script then sends arrives with the environment and the tags of the settings.
     """
-    port = free_port()  # nothing listens there
     script = tmp_path / "sentry_snippet.py"
     script.write_text(
         textwrap.dedent(
@@ -1078,8 +1089,9 @@ def test_sentry_snippet_of_the_specification_runs(tmp_path: Path, clean_env: pyt
                 SNIPPET
                 for tag, value in config.settings.sentry.tags.items():
                     sentry_sdk.set_tag(tag, value)
-            client = sentry_sdk.get_client()
-            print(client.is_active(), client.options["environment"], sentry_sdk.get_isolation_scope()._tags)
+            print(sentry_sdk.get_client().is_active())
+            sentry_sdk.capture_message("from the snippet")
+            sentry_sdk.flush(timeout=10)
             """
         ),
         encoding="utf-8",
@@ -1087,7 +1099,7 @@ def test_sentry_snippet_of_the_specification_runs(tmp_path: Path, clean_env: pyt
     script.write_text(script.read_text(encoding="utf-8").replace("SNIPPET", SENTRY_INIT_CALLS[section]))
     env = {
         **{name: value for name, value in os.environ.items() if not name.startswith("C2C__")},
-        "C2C__SENTRY__DSN": f"http://public@127.0.0.1:{port}/1",
+        "C2C__SENTRY__DSN": fake_sentry.dsn(),
         "C2C__SENTRY__ENVIRONMENT": "spec",
         "C2C__SENTRY__TAG_SERVICE": "my-service",
         "C2C__PROMETHEUS__PORT": "",
@@ -1097,7 +1109,10 @@ def test_sentry_snippet_of_the_specification_runs(tmp_path: Path, clean_env: pyt
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "True spec {'service': 'my-service'}"
+    assert result.stdout.strip() == "True"
+    (event,) = fake_sentry.wait_events(1)
+    assert event["environment"] == "spec"
+    assert event["tags"] == {"service": "my-service"}
 
 
 # --------------------------------------------------------------------------------------------------

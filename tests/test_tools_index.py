@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 
 import httpx
@@ -81,3 +82,24 @@ async def test_no_inline_code_and_integrity_matches(settings) -> None:  # type: 
             assert response.status_code == 200
             digest = base64.b64encode(hashlib.sha384(response.content).digest()).decode()
             assert integrity == f"sha384-{digest}"
+
+
+async def test_the_page_shows_the_availability_state(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.auth.secret = SECRET
+    await c2casgiutils.startup()
+    try:
+        async with _client() as client:
+            page = (await client.get("/c2c/")).text
+        assert 'id="c2c-availability" class="c2c-muted" data-state="accepting"' in page
+        assert f"{os.getpid()}: accepting" in page
+        settings.health_checks.detailed_payloads = False  # no pid for the public then, as in the probes
+        async with _client() as client:
+            public = (await client.get("/c2c/")).text
+            admin = (await client.get("/c2c/", headers={"X-API-Key": SECRET})).text
+        assert 'data-state="accepting">Instance accepting</p>' in public
+        assert str(os.getpid()) not in public.split('id="c2c-availability"')[1].split("</p>")[0]
+        assert f"{os.getpid()}: accepting" in admin
+    finally:
+        await c2casgiutils.shutdown()
+    async with _client() as client:
+        assert 'data-state="starting"' in (await client.get("/c2c/")).text

@@ -43,6 +43,10 @@ class Check(abc.ABC):
     long, and concurrent requests share one run.
     """
 
+    #: A failed result is logged as a warning; a check whose failures are expected states (readiness while
+    #: the instance drains) sets it to False, so that every probe does not add a warning line.
+    log_failures = True
+
     def __init__(
         self,
         tags: Iterable[str] | None = None,

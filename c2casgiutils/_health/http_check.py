@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from c2casgiutils import redis_utils
+from c2casgiutils import _sensitive
 from c2casgiutils._health.check import Check
 from c2casgiutils._health.models import Result
 
@@ -33,7 +33,7 @@ class HTTP(Check):
         super().__init__(tags=tags, name=name, timeout=timeout, cache_ttl=cache_ttl)
         parsed = httpx.URL(url)
         if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"expected an http(s) URL, got {redis_utils.mask_url(url)!r}")
+            raise ValueError(f"expected an http(s) URL, got {_sensitive.mask_url(url)!r}")
         self.url = url
         self.expected_status = (
             frozenset([expected_status]) if isinstance(expected_status, int) else frozenset(expected_status)
@@ -47,7 +47,7 @@ class HTTP(Check):
     async def check(self) -> Result:
         """Call the URL within the check's timeout."""
         payload: dict[str, Any] = {
-            "url": redis_utils.mask_url(self.url),
+            "url": _sensitive.mask_url(self.url),
             "expected_status": sorted(self.expected_status),
         }
         try:

@@ -76,7 +76,12 @@ async def execute(check: Check) -> EntityResult:
             status_code = 500
             payload = {"error": f"the check returned {type(result).__name__}, expected health_checks.Result"}
         if status_code >= 400:
-            _LOGGER.warning("Health check %r failed with status %s", check.name, status_code)
+            _LOGGER.log(
+                logging.WARNING if check.log_failures else logging.DEBUG,
+                "Health check %r failed with status %s",
+                check.name,
+                status_code,
+            )
     elapsed = time.perf_counter() - start
     safe_payload = mask_payload(to_jsonable_python(payload, fallback=str))
     metrics.record(check.name, status_code >= 400, elapsed)

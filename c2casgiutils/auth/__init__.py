@@ -50,7 +50,7 @@ def reset_state() -> None:
     from c2casgiutils.auth import _github, _rate_limit  # noqa: PLC0415
 
     _github.reset_caches()
-    _rate_limit.LIMITER.reset()
+    _rate_limit.reset()
 
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Annotated, Any, overload
 
 from fastapi import Depends, HTTPException, Request, Response, status
 
-from c2casgiutils import config
+from c2casgiutils import audit, config
 from c2casgiutils.auth import _github, _rate_limit, _session
 from c2casgiutils.auth._configuration import HOW_TO_OPEN, auth_type, github_enabled, secret_enabled
 from c2casgiutils.auth._models import AuthConfig, AuthenticationType, AuthInfo, AuthMethod, UserInfo
@@ -88,10 +88,25 @@ def _test_user() -> AuthInfo:
     )
 
 
-def _fail(request: Request, reason: str) -> AuthInfo:
-    _rate_limit.record_failure(request)
+def actor(info: AuthInfo) -> str | None:
+    """Who an authentication names in audit records: the GitHub login, ``secret``, or the test user."""
+    if not info.is_logged_in:
+        return None
+    if info.type == AuthMethod.SECRET:
+        return AuthMethod.SECRET.value  # the name of the method, never the secret itself
+    return info.user.login or None
+
+
+def _authenticated(request: Request, info: AuthInfo) -> AuthInfo:
+    """``info``, remembered as the request's actor for the audit record of what it does."""
+    audit.set_actor(request, actor(info))
+    return info
+
+
+async def _fail(request: Request, method: AuthMethod, reason: str) -> AuthInfo:
+    """A wrong credential: counted by the limiter (429 when over it) and recorded; the route answers 401."""
+    await _rate_limit.record_failure(request, method.value, reason)
     request.state.__setattr__(_FAILURE_STATE_KEY, reason)
-    _LOGGER.info("Failed authentication from %s: %s", _rate_limit.client_key(request), reason)
     return AuthInfo(is_logged_in=False)
 
 
@@ -99,13 +114,16 @@ async def _github_bearer(request: Request, token: str) -> AuthInfo:
     try:
         user = await _github.get_user(token)
     except _github.GitHubTokenRejectedError:
-        return _fail(request, "GitHub rejected the bearer token")
+        return await _fail(request, AuthMethod.GITHUB_BEARER, "GitHub rejected the bearer token")
     except _github.GitHubError as error:
         raise github_error_to_http(error) from error
-    return AuthInfo(
-        is_logged_in=True,
-        type=AuthMethod.GITHUB_BEARER,
-        user=UserInfo(login=user.login, display_name=user.name, url=user.html_url, token=token),
+    return _authenticated(
+        request,
+        AuthInfo(
+            is_logged_in=True,
+            type=AuthMethod.GITHUB_BEARER,
+            user=UserInfo(login=user.login, display_name=user.name, url=user.html_url, token=token),
+        ),
     )
 
 
@@ -116,24 +134,28 @@ async def get_auth(request: Request, response: Response) -> AuthInfo:
     cannot validate a bearer token.
     """
     if auth_type() == AuthenticationType.TEST:
-        return _test_user()
+        return _authenticated(request, _test_user())
 
     api_key = request.headers.get("x-api-key") or None
     bearer = _bearer_token(request)
     query_secret = request.query_params.get("secret") or None
 
     if api_key is not None or bearer is not None or query_secret is not None:
-        _rate_limit.ensure_not_blocked(request)
+        github_bearer = api_key is None and bearer is not None and github_enabled()
+        method = AuthMethod.GITHUB_BEARER if github_bearer else AuthMethod.SECRET
+        await _rate_limit.ensure_not_blocked(request, method.value)
         candidate = api_key or bearer or query_secret
         assert candidate is not None
         if secret_enabled() and secret_matches(candidate):
             if api_key is None and bearer is None:
                 # A login link (?secret=): keep the login in a cookie so the next pages work too.
                 _session.write_secret_login(request, response)
-            return AuthInfo(is_logged_in=True, type=AuthMethod.SECRET)
-        if api_key is None and bearer is not None and github_enabled():
+            return _authenticated(request, AuthInfo(is_logged_in=True, type=AuthMethod.SECRET))
+        if github_bearer:
+            assert bearer is not None
             return await _github_bearer(request, bearer)
-        return _fail(request, "wrong secret" if secret_enabled() else "no secret authentication is configured")
+        failure = "wrong secret" if secret_enabled() else "no secret authentication is configured"
+        return await _fail(request, AuthMethod.SECRET, failure)
 
     if request.cookies.get(config.settings.auth.jwt.cookie.name):
         reason = cross_site_reason(request)
@@ -148,7 +170,7 @@ async def get_auth(request: Request, response: Response) -> AuthInfo:
             _LOGGER.info("Refused the login cookie on a cross-site %s (%s)", request.method, reason)
             return AuthInfo(is_logged_in=False)
     try:
-        return await _session.read_login(request, response)
+        return _authenticated(request, await _session.read_login(request, response))
     except _github.GitHubError as error:
         raise github_error_to_http(error) from error
 
@@ -167,8 +189,10 @@ def raise_not_logged_in(request: Request, response: Response | None = None) -> N
     """Raise the right error for a request without a valid login: 403 if nothing is configured, else 401.
 
     A cookie deletion written on ``response`` (stale or revoked session) is carried by the error response.
+    The refusal is an ``access_denied`` audit record, unless the request already has its record (a failed login).
     """
     if auth_type() == AuthenticationType.NONE:
+        audit.record_denied(request, status.HTTP_403_FORBIDDEN, actor=None)
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"Admin tools are closed because no authentication is configured: {HOW_TO_OPEN}",
@@ -179,6 +203,7 @@ def raise_not_logged_in(request: Request, response: Response | None = None) -> N
     cookie_changes = response.headers.getlist("set-cookie") if response is not None else []
     if cookie_changes:
         headers["Set-Cookie"] = cookie_changes[-1]
+    audit.record_denied(request, status.HTTP_401_UNAUTHORIZED, actor=None)
     raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail=f"{reason}: {_login_hint(request)}", headers=headers)
 
 
@@ -274,6 +299,7 @@ class AccessContext:
         github = config.settings.auth.github
         repository = auth_config.github_repository or github.repository
         needed = auth_config.required_access_type(github.access_type).value
+        audit.record_denied(self.request, status.HTTP_403_FORBIDDEN, actor=actor(self.auth_info))
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail=f"You don't have access to {what}: the GitHub user {self.auth_info.user.login!r} needs "

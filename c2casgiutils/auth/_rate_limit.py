@@ -1,71 +1,90 @@
-"""Slow down guessing: after too many failed attempts from one client, answer 429 until the window passes.
+"""Slow down guessing: after ``max_failures`` failed attempts from one client, answer 429 until the window passes.
 
-The counter is per process (each worker counts on its own), bounded in memory.
+With Redis configured, the failures are counted there, shared by every worker and replica (with a per-process
+fallback while Redis cannot be reached); without Redis, each process counts on its own. Each attempt that ends
+here (a failure, or a refusal by the limiter) is one audit record.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-import time
-from collections import OrderedDict, deque
+from typing import NamedTuple
 
 from fastapi import HTTPException, Request, status
 
-from c2casgiutils import config
+from c2casgiutils import audit, config, redis_utils
+from c2casgiutils.auth._limiter import (
+    FailureLimiter,
+    FallbackFailureLimiter,
+    LocalFailureLimiter,
+    RedisFailureLimiter,
+)
 
-_MAX_CLIENTS = 10_000
 # One IPv6 client usually holds a whole /64 (SLAAC, privacy addresses): counting per address would give
 # it 2**64 fresh counters.
 _IPV6_CLIENT_PREFIX = 64
 
 
-class FailureLimiter:
-    """Failed authentication attempts per client within the configured window."""
+class _Plan(NamedTuple):
+    """What the limiter is built from: a change of the settings builds a new one."""
 
-    def __init__(self) -> None:
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, client: str, now: float) -> deque[float] | None:
-        failures = self._failures.get(client)
-        if failures is None:
-            return None
-        window = config.settings.auth.rate_limit.window.total_seconds()
-        while failures and failures[0] <= now - window:
-            failures.popleft()
-        if not failures:
-            del self._failures[client]
-            return None
-        return failures
-
-    def retry_after(self, client: str) -> float | None:
-        """Seconds the client must wait, or None when it may try again."""
-        now = time.monotonic()
-        failures = self._recent(client, now)
-        if failures is None or len(failures) < config.settings.auth.rate_limit.max_failures:
-            return None
-        window = config.settings.auth.rate_limit.window.total_seconds()
-        return max(failures[-config.settings.auth.rate_limit.max_failures] + window - now, 0.0)
-
-    def record_failure(self, client: str) -> None:
-        """Count one failed attempt."""
-        now = time.monotonic()
-        failures = self._recent(client, now) or deque()
-        failures.append(now)
-        # Only the last max_failures entries matter for the decision.
-        while len(failures) > config.settings.auth.rate_limit.max_failures:
-            failures.popleft()
-        self._failures[client] = failures
-        self._failures.move_to_end(client)
-        while len(self._failures) > _MAX_CLIENTS:
-            self._failures.popitem(last=False)
-
-    def reset(self) -> None:
-        """Forget every failure (tests)."""
-        self._failures.clear()
+    max_failures: int
+    window: float
+    redis: bool
+    key_prefix: str
+    redis_timeout: float
+    metric_prefix: str
 
 
-LIMITER = FailureLimiter()
+def _plan() -> _Plan:
+    rate_limit = config.settings.auth.rate_limit
+    return _Plan(
+        max_failures=rate_limit.max_failures,
+        window=rate_limit.window.total_seconds(),
+        redis=redis_utils.is_configured(),
+        key_prefix=rate_limit.redis_prefix,
+        # One connection and one command: the layer's bound of a write.
+        redis_timeout=redis_utils.write_bound(),
+        metric_prefix=config.settings.prometheus.prefix,
+    )
+
+
+def build(plan: _Plan) -> FailureLimiter:
+    """The limiter of ``plan``: Redis with a per-process fallback, or the process's own."""
+    local = LocalFailureLimiter(plan.max_failures, plan.window)
+    if not plan.redis:
+        return local
+    shared = RedisFailureLimiter(
+        plan.max_failures, plan.window, key_prefix=plan.key_prefix, clients=redis_utils.get, timeout=plan.redis_timeout
+    )
+    return FallbackFailureLimiter(
+        shared,
+        local,
+        describe_error=redis_utils.safe_error,
+        is_unavailable=redis_utils.is_unavailable,
+        metric_name=f"{plan.metric_prefix}auth_rate_limit_fallback_total",
+    )
+
+
+_LIMITER: tuple[_Plan, FailureLimiter] | None = None
+
+
+def limiter() -> FailureLimiter:
+    """The limiter of the current settings, built once and kept while they do not change."""
+    global _LIMITER  # noqa: PLW0603 - one limiter per process
+    plan = _plan()
+    if _LIMITER is None or _LIMITER[0] != plan:
+        _LIMITER = (plan, build(plan))
+    return _LIMITER[1]
+
+
+def reset() -> None:
+    """Forget the failures this process holds and rebuild the limiter at its next use (tests)."""
+    global _LIMITER  # noqa: PLW0603
+    if _LIMITER is not None:
+        _LIMITER[1].reset()
+    _LIMITER = None
 
 
 def client_key(request: Request) -> str:
@@ -85,18 +104,32 @@ def client_key(request: Request) -> str:
     return host
 
 
-def ensure_not_blocked(request: Request) -> None:
-    """Raise 429 when this client failed too often recently."""
-    retry_after = LIMITER.retry_after(client_key(request))
-    if retry_after is not None:
-        seconds = max(math.ceil(retry_after), 1)
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=f"Too many failed authentication attempts from this client: retry in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+def _refused(request: Request, method: str, wait: float) -> HTTPException:
+    """The 429 of a refused attempt, recorded; ``Retry-After`` is the seconds left, at most the window."""
+    window = math.ceil(config.settings.auth.rate_limit.window.total_seconds())
+    seconds = min(max(math.ceil(wait), 1), max(window, 1))
+    audit.record(request, audit.Event.LOGIN, audit.Outcome.REFUSED, actor=None, method=method, retry_after=seconds)
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail=f"Too many failed authentication attempts from this client: retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )
 
 
-def record_failure(request: Request) -> None:
-    """Count a failed authentication attempt of this client."""
-    LIMITER.record_failure(client_key(request))
+async def ensure_not_blocked(request: Request, method: str) -> None:
+    """Raise 429 (one ``login refused`` record) when this client failed too often recently."""
+    wait = await limiter().retry_after(client_key(request))
+    if wait is not None:
+        raise _refused(request, method, wait)
+
+
+async def record_failure(request: Request, method: str, reason: str) -> None:
+    """Count a failed attempt and record it (``login failure``; the caller answers 401).
+
+    Raises 429 instead (``login refused``) when the limit was reached meanwhile: of a burst of concurrent wrong
+    attempts, exactly ``max_failures`` are failures, the others are refused.
+    """
+    wait = await limiter().add_failure(client_key(request))
+    if wait is not None:
+        raise _refused(request, method, wait)
+    audit.record(request, audit.Event.LOGIN, audit.Outcome.FAILURE, actor=None, method=method, reason=reason)

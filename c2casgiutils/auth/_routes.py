@@ -15,12 +15,12 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.requests import ClientDisconnect
 from starlette.routing import NoMatchFound
 
-from c2casgiutils import config
+from c2casgiutils import audit, config
 from c2casgiutils.auth import _cookies, _github, _rate_limit, _session
 from c2casgiutils.auth._access import AccessContext, get_auth, github_error_to_http, secret_matches
 from c2casgiutils.auth._came_from import validate_came_from
 from c2casgiutils.auth._configuration import auth_type, github_enabled, secret_enabled
-from c2casgiutils.auth._models import AuthInfo, AuthStatus
+from c2casgiutils.auth._models import AuthInfo, AuthMethod, AuthStatus
 
 _LOGGER = logging.getLogger(__name__)
 _MAX_LOGIN_BODY_BYTES = 16 * 1024
@@ -53,15 +53,16 @@ async def _secret_login(request: Request, secret: str | None, came_from: str | N
             + (" or use auth/github/login" if github_enabled() else ""),
         )
     target = validate_came_from(request, came_from)
-    _rate_limit.ensure_not_blocked(request)
+    await _rate_limit.ensure_not_blocked(request, AuthMethod.SECRET.value)
     if not secret:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="Missing secret (the 'secret' field or X-API-Key)")
     if not secret_matches(secret):
-        _rate_limit.record_failure(request)
-        _LOGGER.info("Failed login from %s", _rate_limit.client_key(request))
+        await _rate_limit.record_failure(request, AuthMethod.SECRET.value, "wrong secret")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="Invalid secret")
     response = _done(request, target, "Authentication successful")
     _session.write_secret_login(request, response)
+    method = AuthMethod.SECRET.value
+    audit.record(request, audit.Event.LOGIN, audit.Outcome.SUCCESS, actor=method, method=method)
     return response
 
 
@@ -121,10 +122,16 @@ async def login_post(request: Request, x_api_key: Annotated[str | None, Header()
     return await _secret_login(request, x_api_key or secret, came_from)
 
 
+def _clear_login(request: Request, response: Response) -> None:
+    """Delete the login cookie: one ``logout`` record naming whom the cookie was for."""
+    audit.record(request, audit.Event.LOGOUT, audit.Outcome.SUCCESS, actor=_session.login_actor(request))
+    _session.clear_login(request, response)
+
+
 async def _logout(request: Request, came_from: str | None) -> Response:
     target = validate_came_from(request, came_from)
     response = _done(request, target, "Logged out")
-    _session.clear_login(request, response)
+    _clear_login(request, response)
     return response
 
 
@@ -219,7 +226,15 @@ async def github_login(request: Request, came_from: Annotated[str | None, Query(
 def _callback_error(
     request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
-    _LOGGER.info("GitHub login failed: %r", message)  # repr: the message may quote query parameters
+    audit.record(
+        request,
+        audit.Event.LOGIN,
+        audit.Outcome.FAILURE,
+        actor=None,
+        method=AuthMethod.GITHUB_OAUTH.value,
+        reason=message,
+        status=status_code,
+    )
     response = JSONResponse({"detail": message}, status_code=status_code, headers={**_NO_STORE, **(headers or {})})
     _cookies.delete_cookie(response, config.settings.auth.github.state_cookie, _state_cookie_path(request))
     return response
@@ -282,7 +297,9 @@ async def github_callback(
     response = RedirectResponse(target or _index_url(request), status_code=status.HTTP_303_SEE_OTHER, headers=_NO_STORE)
     _cookies.delete_cookie(response, config.settings.auth.github.state_cookie, _state_cookie_path(request))
     _session.write_github_login(request, response, user, tokens)
-    _LOGGER.info("GitHub user %s logged in", user.login)
+    audit.record(
+        request, audit.Event.LOGIN, audit.Outcome.SUCCESS, actor=user.login, method=AuthMethod.GITHUB_OAUTH.value
+    )
     return response
 
 
@@ -291,5 +308,5 @@ async def github_logout(request: Request, came_from: Annotated[str | None, Query
     """Delete the login cookie and go back to ``came_from`` (or the admin page)."""
     target = validate_came_from(request, came_from) or _index_url(request)
     response = RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER, headers=_NO_STORE)
-    _session.clear_login(request, response)
+    _clear_login(request, response)
     return response

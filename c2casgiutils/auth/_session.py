@@ -85,8 +85,36 @@ def clear_login(request: Request, response: Response) -> None:
     _cookies.delete_cookie(response, config.settings.auth.jwt.cookie.name, _cookies.session_cookie_path(request))
 
 
+def login_actor(request: Request) -> str | None:
+    """Whom the login cookie was written for (``secret`` or the GitHub login), read without calling GitHub;
+    None without a valid cookie."""
+    token = request.cookies.get(config.settings.auth.jwt.cookie.name)
+    decoded = _decoded(token) if token else None
+    if decoded is None:
+        return None
+    if decoded[0] == "secret":
+        return AuthMethod.SECRET.value  # the name of the method, never the secret itself
+    login = decoded[1].get("login")
+    return login if isinstance(login, str) and login else None
+
+
 def _expiring(expires_at: Any, margin_seconds: float) -> bool:
     return isinstance(expires_at, int) and time.time() + margin_seconds >= expires_at
+
+
+def _decoded(token: str) -> tuple[str, dict[str, Any]] | None:
+    """The kind (``secret`` or ``github``) and claims of a login cookie valid with the current settings, or None."""
+    if secret_enabled():
+        try:
+            return "secret", _cookies.decode(token, "secret", secret_key())
+        except _cookies.InvalidCookieError:
+            pass
+    if github_enabled() and config.settings.auth.jwt.secret:
+        try:
+            return "github", _cookies.decode(token, "github", github_key())
+        except _cookies.InvalidCookieError:
+            pass
+    return None
 
 
 async def read_login(request: Request, response: Response) -> AuthInfo:
@@ -94,21 +122,16 @@ async def read_login(request: Request, response: Response) -> AuthInfo:
     token = request.cookies.get(config.settings.auth.jwt.cookie.name)
     if not token:
         return AuthInfo(is_logged_in=False)
-    if secret_enabled():
-        try:
-            _cookies.decode(token, "secret", secret_key())
-        except _cookies.InvalidCookieError:
-            pass
-        else:
-            return AuthInfo(is_logged_in=True, type=AuthMethod.SECRET)
-    if github_enabled() and config.settings.auth.jwt.secret:
-        try:
-            claims = _cookies.decode(token, "github", github_key())
-            return await _github_login(request, response, claims)
-        except (_cookies.InvalidCookieError, _keys.SealError, KeyError, TypeError) as error:
-            _LOGGER.info("Ignoring an invalid GitHub session cookie: %s", error)
+    decoded = _decoded(token)
+    if decoded is None:
+        _LOGGER.info("Ignoring a login cookie that is invalid, expired or signed for other settings")
+    elif decoded[0] == "secret":
+        return AuthInfo(is_logged_in=True, type=AuthMethod.SECRET)
     else:
-        _LOGGER.info("Ignoring a login cookie that does not match the current secret")
+        try:
+            return await _github_login(request, response, decoded[1])
+        except (_keys.SealError, KeyError, TypeError) as error:
+            _LOGGER.info("Ignoring an invalid GitHub session cookie: %s", error)
     clear_login(request, response)
     return AuthInfo(is_logged_in=False)
 

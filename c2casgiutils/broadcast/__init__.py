@@ -11,7 +11,6 @@ See ``docs/broadcast.md`` for the message format, the answer counting and the fa
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -22,7 +21,14 @@ from pydantic_core import to_jsonable_python
 from c2casgiutils import config, redis_utils
 from c2casgiutils.broadcast import types
 from c2casgiutils.broadcast._typed import TypedFunction, default_channel, load_answer, response_model_for
-from c2casgiutils.broadcast.interface import Backend, Callback, Confirmation, Registry
+from c2casgiutils.broadcast.interface import (
+    Backend,
+    BackendFactory,
+    Callback,
+    Confirmation,
+    ConnectedHook,
+    Registry,
+)
 from c2casgiutils.broadcast.local import LocalBackend
 from c2casgiutils.broadcast.redis import RedisBackend
 from c2casgiutils.broadcast.types import (
@@ -59,7 +65,8 @@ _LOGGER = logging.getLogger(__name__)
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-ConnectedHook = Callable[[], Awaitable[None]]
+_BACKENDS: dict[str, BackendFactory] = {LocalBackend.name: LocalBackend, RedisBackend.name: RedisBackend.from_settings}
+"""The backends by name; :func:`startup` builds the one the settings choose through the Backend interface."""
 
 
 class _State:
@@ -77,6 +84,11 @@ _STATE = _State()
 # ---------------------------------------------------------------------------------------------- lifecycle
 
 
+def _configured_backend() -> str:
+    """The name of the backend the settings ask for: Redis pub/sub when Redis is configured."""
+    return RedisBackend.name if redis_utils.is_configured() else LocalBackend.name
+
+
 async def startup(app: FastAPI | None = None) -> None:
     """Use Redis when configured (switching from the local backend keeps the subscriptions).
 
@@ -84,28 +96,19 @@ async def startup(app: FastAPI | None = None) -> None:
     keeps retrying in the background.
     """
     del app  # accepted for the documented signature; nothing is attached to the application
+    name = _configured_backend()
     current = _STATE.backend
-    if not redis_utils.is_configured():
-        if not isinstance(current, LocalBackend):
-            await _replace_backend(LocalBackend(_STATE.registry))
-        await _STATE.backend.start()
-        _LOGGER.info("Broadcast: no Redis configured, broadcasts stay in this process")
-        return
-    if isinstance(current, RedisBackend) and current.loop is asyncio.get_running_loop():
-        return  # already started in this loop
-    clients = redis_utils.get()
-    assert clients is not None
-    backend = RedisBackend(_STATE.registry, clients.master, on_connected=_run_hooks, sentinel=clients.sentinel)
-    if isinstance(current, RedisBackend) and current.loop is not asyncio.get_running_loop():
-        backend.retire(current.token)  # stopped without leaving the presence table (its loop is gone)
-    await _replace_backend(backend)
-    await backend.start()
+    if current.name != name or not current.is_usable():
+        backend = _BACKENDS[name](_STATE.registry, _run_hooks)
+        backend.take_over(current)
+        await _replace_backend(backend)
+    await _STATE.backend.start()
 
 
 async def shutdown(app: FastAPI | None = None) -> None:
     """Stop the Redis listener (bounded); the subscriptions are kept for a later :func:`startup`."""
     del app
-    if not isinstance(_STATE.backend, LocalBackend):
+    if _STATE.backend.name != LocalBackend.name:
         await _replace_backend(LocalBackend(_STATE.registry))
 
 
@@ -124,7 +127,7 @@ def backend_name() -> str:
 
 def is_connected() -> bool:
     """Whether broadcasts reach other processes now (Redis backend connected and subscribed)."""
-    return bool(getattr(_STATE.backend, "connected", False))
+    return _STATE.backend.connected
 
 
 def on_connected(hook: ConnectedHook) -> None:

@@ -1,7 +1,9 @@
-"""The small interface both backends (in-process and Redis pub/sub) implement, and the handler registry.
+"""The small interface every backend (in-process, Redis pub/sub, or another) implements, and the handler registry.
 
 The registry (channel -> callback) belongs to the process, not to a backend: switching from the local
 backend to Redis at start-up hands the same registry to the new backend, so no subscription is lost.
+``broadcast.startup`` only calls the methods of :class:`Backend`: a backend is a class with this interface
+whose constructor takes the registry and the hook to run after each (re)connection (:data:`BackendFactory`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import inspect
 import logging
 import os
 import socket
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -125,8 +127,21 @@ class Backend(Protocol):
 
     name: str
 
+    @property
+    def connected(self) -> bool:
+        """Whether broadcasts reach the other processes now (False for a backend that has none to reach)."""
+
+    def is_usable(self) -> bool:
+        """Whether this backend can serve the running event loop: ``startup`` keeps it instead of a new one."""
+
+    def take_over(self, previous: Backend) -> None:
+        """Called before ``previous`` (of any kind) is stopped and replaced by this backend, not started yet."""
+
     async def start(self) -> None:
-        """Connect (bounded); must not raise when the transport is down: keep retrying in the background."""
+        """Connect (bounded); must not raise when the transport is down: keep retrying in the background.
+
+        Called at each ``startup``, also on a backend started already (that one returns at once).
+        """
 
     async def stop(self) -> None:
         """Stop listening and cancel running handlers, without hanging."""
@@ -145,3 +160,10 @@ class Backend(Protocol):
         timeout: float,  # noqa: ASYNC109 - the documented API takes a timeout
     ) -> list[RawAnswer | MissingAnswer | None] | None:
         """Send; with answers, one element per process (a MissingAnswer or None: no answer within ``timeout``)."""
+
+
+ConnectedHook = Callable[[], Awaitable[None]]
+"""Run after each (re)connection of a backend to its transport, e.g. to resynchronise state."""
+
+BackendFactory = Callable[[Registry, ConnectedHook], Backend]
+"""Builds a backend (not started) for the registry of the process and the hook to run after connections."""

@@ -6,6 +6,8 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 
+from c2casgiutils.redis_utils import RedisUnavailableError
+
 PayloadT = TypeVar("PayloadT")
 
 
@@ -41,5 +43,5 @@ class BroadcastError(RuntimeError):
     """A broadcast could not be sent."""
 
 
-class BroadcastUnavailableError(BroadcastError):
+class BroadcastUnavailableError(BroadcastError, RedisUnavailableError):
     """Redis is configured but unreachable: the broadcast was not sent (fail fast, nothing waits forever)."""

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 from fastapi import HTTPException
 
-from c2casgiutils import broadcast, config, redis_utils
+from c2casgiutils import config, redis_utils
 
 UNAVAILABLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "Redis is configured but unreachable: the other processes cannot be asked"}
 }
 """The ``responses=`` of a route that broadcasts: documents its 503."""
-
-
-def is_unavailable(error: BaseException) -> bool:
-    """Whether the error means Redis (hence the broadcast to the other processes) cannot be reached now."""
-    if isinstance(error, broadcast.BroadcastUnavailableError | OSError):  # TimeoutError is an OSError
-        return True
-    redis_exceptions = sys.modules.get("redis.exceptions")
-    return redis_exceptions is not None and isinstance(error, redis_exceptions.RedisError)
 
 
 @contextlib.contextmanager
@@ -32,7 +23,7 @@ def unavailable_as_503(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        if not is_unavailable(error):
+        if not redis_utils.is_unavailable(error):
             raise
         retry_after = max(1, math.ceil(config.settings.broadcast.reconnect_delay_max.total_seconds()))
         raise HTTPException(

@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from c2casgiutils import auth
+from c2casgiutils import audit, auth
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
 from c2casgiutils.tools._unavailable import UNAVAILABLE_RESPONSES, unavailable_as_503
 
@@ -191,9 +191,12 @@ AdminAccess = Annotated[None, Depends(auth.require_admin_access)]
 
 
 @router.get("/debug/stacks", name="c2c_debug_stacks", responses=UNAVAILABLE_RESPONSES)
-async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
+async def c2c_debug_stacks(request: Request, _: AdminAccess) -> StacksResponse:
     """The stack of every thread and asyncio task of every process."""
-    with unavailable_as_503("/c2c/debug/stacks"):
+    with (
+        audit.action(request, audit.Event.ADMIN_TOOL, tool="debug_stacks", path=request.url.path),
+        unavailable_as_503("/c2c/debug/stacks"),
+    ):
         collected = await STACKS.collect()
     return StacksResponse(
         processes=[
@@ -206,11 +209,15 @@ async def c2c_debug_stacks(_: AdminAccess) -> StacksResponse:
 
 @router.get("/debug/memory", name="c2c_debug_memory", responses=UNAVAILABLE_RESPONSES)
 async def c2c_debug_memory(
+    request: Request,
     _: AdminAccess,
     limit: Annotated[int, Query(ge=1, le=500, description="Number of object types to list")] = 20,
 ) -> MemoryResponse:
     """Resident memory and the most frequent object types of every process."""
-    with unavailable_as_503("/c2c/debug/memory"):
+    with (
+        audit.action(request, audit.Event.ADMIN_TOOL, tool="debug_memory", path=request.url.path),
+        unavailable_as_503("/c2c/debug/memory"),
+    ):
         collected = await MEMORY.collect(limit=limit)
     return MemoryResponse(
         processes=[

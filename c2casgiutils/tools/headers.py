@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.datastructures import URL
 
-from c2casgiutils import auth
+from c2casgiutils import audit, auth
 from c2casgiutils._sensitive import MASK, is_sensitive, mask_query
 
 router = APIRouter()
@@ -98,21 +98,27 @@ def describe_request(request: Request) -> HeadersResponse:
 AdminAccess = Annotated[None, Depends(auth.require_admin_access)]
 
 
+def _audited(request: Request) -> HeadersResponse:
+    """The description, with its ``admin_tool`` audit record (the path, never the query: it may hold a secret)."""
+    with audit.action(request, audit.Event.ADMIN_TOOL, tool="headers", path=request.url.path):
+        return describe_request(request)
+
+
 @router.get("/headers", name="c2c_headers")
 async def c2c_headers(request: Request, _: AdminAccess) -> HeadersResponse:
     """The request as the service sees it."""
-    return describe_request(request)
+    return _audited(request)
 
 
 @router.get("/headers/{path_1}", name="c2c_headers_1")
 async def c2c_headers_1(request: Request, path_1: str, _: AdminAccess) -> HeadersResponse:
     """The request as the service sees it, with one extra path segment."""
     del path_1  # shown in path_params
-    return describe_request(request)
+    return _audited(request)
 
 
 @router.get("/headers/{path_1}/{path_2}", name="c2c_headers_2")
 async def c2c_headers_2(request: Request, path_1: str, path_2: str, _: AdminAccess) -> HeadersResponse:
     """The request as the service sees it, with two extra path segments."""
     del path_1, path_2  # shown in path_params
-    return describe_request(request)
+    return _audited(request)

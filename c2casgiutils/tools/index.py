@@ -19,7 +19,7 @@ from string import Template
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from c2casgiutils import auth, config
+from c2casgiutils import auth, config, lifecycle
 from c2casgiutils._version import __version__
 
 router = APIRouter()
@@ -110,6 +110,17 @@ def _auth_section(is_admin: bool, came_from: str) -> str:
     return "".join(parts)
 
 
+def _availability(detailed: bool) -> tuple[str, str]:
+    """The instance's availability and, when ``detailed``, each worker's (what the readiness probe's payload says)."""
+    workers = lifecycle.workers()
+    instance = lifecycle.instance_state(workers).value
+    if not detailed:
+        return instance, f"Instance {instance}"
+    own = lifecycle.process_state().value
+    details = ", ".join(f"{worker.pid}: {worker.state.value}" for worker in workers)
+    return instance, f"Instance {instance} (this process {own}; workers {details or 'none'})"
+
+
 async def render_index(request: Request) -> str:
     """The admin page for this request: full with admin access, public parts only without."""
     is_admin = await auth.has_admin_access(request)
@@ -122,8 +133,12 @@ async def render_index(request: Request) -> str:
         if is_admin
         else ""
     )
+    # The pids only where the health checks' payloads are shown too.
+    instance_state, availability = _availability(is_admin or config.settings.health_checks.detailed_payloads)
     return _template("index.html").substitute(
         version=html.escape(__version__),
+        instance_state=instance_state,
+        availability=html.escape(availability),
         is_admin="true" if is_admin else "false",
         login_state="Admin access" if is_admin else "Not logged in with admin access",
         favicon_url=html.escape(static_asset("favicon.svg").url),

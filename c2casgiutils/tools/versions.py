@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from c2casgiutils import auth, config
+from c2casgiutils import audit, auth, config
 from c2casgiutils._version import __version__
 from c2casgiutils.tools._processes import MissingProcess, ProcessCollector
 from c2casgiutils.tools._unavailable import UNAVAILABLE_RESPONSES, unavailable_as_503
@@ -157,9 +157,12 @@ def flag_differences(payloads: list[dict[str, Any]]) -> list[dict[str, Differenc
     name="c2c_versions",
     responses=UNAVAILABLE_RESPONSES,
 )
-async def c2c_versions(_: Annotated[None, Depends(auth.require_admin_access)]) -> VersionsResponse:
+async def c2c_versions(request: Request, _: Annotated[None, Depends(auth.require_admin_access)]) -> VersionsResponse:
     """Package versions and service version of every process, flagging the odd ones."""
-    with unavailable_as_503("/c2c/versions"):
+    with (
+        audit.action(request, audit.Event.ADMIN_TOOL, tool="versions", path=request.url.path),
+        unavailable_as_503("/c2c/versions"),
+    ):
         collected = await VERSIONS.collect()
     differences = flag_differences([answer.payload for answer in collected.answers])
     processes = [

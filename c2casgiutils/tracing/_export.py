@@ -11,11 +11,13 @@ the SDK's own ``atexit`` hook may never run). The provider stays usable: a later
 exports again.
 
 Each HTTP request gets one server span, named ``"{method} {route template}"`` (the template of the metrics'
-``handler`` label). Recent FastAPI releases start a server span of their own, around every middleware, once a
-tracer provider is set: the request is then served in that span, and no second one is made. Otherwise (older
-FastAPI, another framework, or a request FastAPI was told to exclude) the span is made here, as the child of the
-caller's context read by OpenTelemetry's configured propagator (W3C ``traceparent``/``tracestate`` by default),
-when the inbound policy trusts the sender.
+``handler`` label, read from the router's match once the application has routed the request: the span starts
+named by the method alone and is renamed when it ends; the template is computed once per request, whichever of
+the span and the metrics asks first). Recent FastAPI releases start a server span of their own, around every
+middleware, once a tracer provider is set: the request is then served in that span, and no second one is made.
+Otherwise (older FastAPI, another framework, or a request FastAPI was told to exclude) the span is made here, as
+the child of the caller's context read by OpenTelemetry's configured propagator (W3C ``traceparent``/``tracestate``
+by default), when the inbound policy trusts the sender.
 
 Nothing here imports OpenTelemetry at module level: without the extra this module costs nothing.
 """
@@ -38,6 +40,7 @@ from c2casgiutils.tracing._context import STATE_KEY, TraceContext, trace_context
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from c2casgiutils.route_templates import RouteTemplates
     from c2casgiutils.tracing._inbound import InboundPolicy
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,7 +57,6 @@ SAMPLERS = (
 # A flush sends what the batch processor holds, a few exports each bounded by the exporter's own timeout (10 s by
 # default): past this, a collector that accepts and never answers no longer holds the worker's exit.
 FLUSH_TIMEOUT = 30.0
-ROUTE_CACHE_SIZE = 4096
 _KNOWN_METHODS = frozenset({"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"})
 
 ACTIVE: ServerSpans | None = None
@@ -181,7 +183,6 @@ class ServerSpans:
         self._propagate = propagate
         self._server = trace.SpanKind.SERVER
         self._error = trace.StatusCode.ERROR
-        self._routes: dict[tuple[Any, ...], str | None] = {}
 
     def flush(self) -> None:
         """Send the queued spans (a provider without ``force_flush``, such as the API's no-op one, has none)."""
@@ -192,30 +193,26 @@ class ServerSpans:
         """Add the current span's context to ``carrier`` with the configured propagator."""
         self._propagate.inject(carrier)
 
-    def route(self, scope: Scope) -> str | None:
-        """The route template of ``scope``, as the metrics' ``handler`` label; None when no route matches."""
-        app = scope.get("app")
-        key = (app, scope.get("root_path", ""), scope["path"], scope["method"])
-        try:
-            return self._routes[key]
-        except KeyError:
-            pass
-        from c2casgiutils._metrics_http import route_template  # noqa: PLC0415 - the metrics' own lookup
+    async def serve(
+        self,
+        app: ASGIApp,
+        inbound: InboundPolicy,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        templates: RouteTemplates,
+    ) -> None:
+        """Run ``app`` for one HTTP request inside its server span, with its trace context set.
 
-        template = route_template(scope, getattr(app, "routes", None) or ())
-        if len(self._routes) >= ROUTE_CACHE_SIZE:
-            self._routes.pop(next(iter(self._routes)))
-        self._routes[key] = template
-        return template
-
-    async def serve(self, app: ASGIApp, inbound: InboundPolicy, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run ``app`` for one HTTP request inside its server span, with its trace context set."""
+        ``templates`` gives the route template of the span's name (the metrics' ``handler`` label).
+        """
         current = self._trace.get_current_span()
         current_context = current.get_span_context()
         if current_context.is_valid and not current_context.is_remote:
             await self._within(current, app, scope, receive, send, inbound=inbound)
         else:
-            await self._in_new_span(app, scope, receive, send, inbound=inbound)
+            await self._in_new_span(app, scope, receive, send, inbound=inbound, templates=templates)
 
     async def _within(
         self, span: Any, app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, inbound: InboundPolicy
@@ -242,7 +239,14 @@ class ServerSpans:
             trace_context_var.reset(token)
 
     async def _in_new_span(
-        self, app: ASGIApp, scope: Scope, receive: Receive, send: Send, *, inbound: InboundPolicy
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        inbound: InboundPolicy,
+        templates: RouteTemplates,
     ) -> None:
         if inbound.allows(scope):
             carrier: dict[str, list[str]] = {}
@@ -253,21 +257,15 @@ class ServerSpans:
         else:
             parent_context = self._context.Context()  # a trust boundary: the trace restarts here
         method = scope["method"]
-        route = self.route(scope)
         attributes: dict[str, Any] = {
             "http.request.method": method if method in _KNOWN_METHODS else "_OTHER",
             "url.path": scope["path"],
             "url.scheme": scope.get("scheme", "http"),
         }
-        if route is not None:
-            attributes["http.route"] = route
         span_method = method if method in _KNOWN_METHODS else "HTTP"
-        span = self._tracer.start_span(
-            f"{span_method} {route}" if route is not None else span_method,
-            context=parent_context,
-            kind=self._server,
-            attributes=attributes,
-        )
+        # Named by the method until the router has matched: the template comes from its match (no second walk).
+        span = self._tracer.start_span(span_method, context=parent_context, kind=self._server, attributes=attributes)
+        started = templates.start(scope)
         parent = self._trace.get_current_span(parent_context).get_span_context()
         context = self._trace_context(span, parent if parent.is_valid else None)
         scope.setdefault("state", {})[STATE_KEY] = context
@@ -289,6 +287,10 @@ class ServerSpans:
             span.set_status(self._error)
             raise
         finally:
+            route = templates.template(scope, started, status or None)
+            if route is not None:
+                span.update_name(f"{span_method} {route}")
+                span.set_attribute("http.route", route)
             if status:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 Trust = Literal["always", "trusted_proxies", "never"]
 TRUST_VALUES: tuple[Trust, ...] = ("always", "trusted_proxies", "never")
+HeaderLines = tuple[list[str] | None, list[str] | None]
+"""The ``traceparent`` and ``tracestate`` lines of a request (latin-1 text), None for a missing header."""
 
 
-def trace_headers(scope: Scope) -> tuple[list[str] | None, list[str] | None]:
+def trace_headers(scope: Scope) -> HeaderLines:
     """The ``traceparent`` and ``tracestate`` lines of a request (latin-1 text), None for a missing header."""
     parents: list[str] | None = None
     states: list[str] | None = None
@@ -65,10 +67,13 @@ class InboundPolicy:
         client: Any = scope.get("client")
         return bool(client) and client[0] in self._proxies
 
-    def context(self, scope: Scope) -> TraceContext:
-        """The request's trace context: the caller's trace with a new span of ours, or a new trace."""
+    def context(self, scope: Scope, lines: HeaderLines | None = None) -> TraceContext:
+        """The request's trace context: the caller's trace with a new span of ours, or a new trace.
+
+        ``lines``: the request's trace headers when already read (:func:`trace_headers` otherwise).
+        """
         if self._always or self.allows(scope):
-            parents, states = trace_headers(scope)
+            parents, states = trace_headers(scope) if lines is None else lines
             if parents is not None:
                 fields = traceparent_fields(parents[0] if len(parents) == 1 else ",".join(parents))
                 if fields is not None:

@@ -11,9 +11,10 @@ import contextvars
 from typing import TYPE_CHECKING
 
 from c2casgiutils import config
+from c2casgiutils.route_templates import RouteTemplates
 from c2casgiutils.tracing import _export
 from c2casgiutils.tracing._context import STATE_KEY, TraceContext, trace_context_var
-from c2casgiutils.tracing._inbound import InboundPolicy, Trust
+from c2casgiutils.tracing._inbound import HeaderLines, InboundPolicy, Trust
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -43,19 +44,22 @@ class TraceContextMiddleware:
             settings.tracing.trust_inbound if trust is None else trust,
             settings.proxy_headers.trusted_hosts if trusted_hosts is None else trusted_hosts,
         )
+        # The span's name: the route template of the metrics' ``handler`` label, one computation per request.
+        self.templates = RouteTemplates(app)
 
-    def enter(self, scope: Scope) -> contextvars.Token[TraceContext | None] | None:
+    def enter(self, scope: Scope, lines: HeaderLines | None = None) -> contextvars.Token[TraceContext | None] | None:
         """Set the request's trace context, without an ASGI layer (``RequestIdMiddleware`` runs it inline).
 
-        Returns the token to reset the contextvar with; None when nothing was set: disabled, a scope that is not
-        HTTP or WebSocket, or an HTTP request while spans are exported (``__call__`` then opens its span around
-        the app).
+        ``lines``: the request's ``traceparent`` and ``tracestate`` lines when the caller has scanned the headers
+        already (None: they are read here). Returns the token to reset the contextvar with; None when nothing was
+        set: disabled, a scope that is not HTTP or WebSocket, or an HTTP request while spans are exported
+        (``__call__`` then opens its span around the app).
         """
         if not self.enabled or scope["type"] not in _TRACED_TYPES:
             return None
         if _export.ACTIVE is not None and scope["type"] == "http":
             return None
-        context = self.inbound.context(scope)
+        context = self.inbound.context(scope, lines)
         scope.setdefault("state", {})[STATE_KEY] = context
         return trace_context_var.set(context)
 
@@ -69,6 +73,6 @@ class TraceContextMiddleware:
             return
         export = _export.ACTIVE
         if self.enabled and export is not None and scope["type"] == "http":
-            await export.serve(self.app, self.inbound, scope, receive, send)
+            await export.serve(self.app, self.inbound, scope, receive, send, templates=self.templates)
         else:
             await self.app(scope, receive, send)

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import BaseModel
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import c2casgiutils
-from c2casgiutils import broadcast, config, errors, headers, health_checks, request_id, tracing
+from c2casgiutils import broadcast, config, errors, headers, health_checks, lifecycle, request_id, tracing
 from c2casgiutils import prometheus as c2c_prometheus
 from c2casgiutils import sentry as c2c_sentry
 from c2casgiutils.broadcast import MissingAnswer
@@ -129,14 +129,17 @@ if config.settings.proxy_headers.type != "none":
         headers_type=config.settings.proxy_headers.type,
     )
 app.add_middleware(TrustedHostMiddleware, allowed_hosts=["*"])
-# Request id and W3C trace context for every log line, error and outgoing call; outside ForwardedHeadersMiddleware,
-# so that C2C__TRACING__TRUST_INBOUND=trusted_proxies checks the proxy itself.
-app.add_middleware(request_id.RequestIdMiddleware)
+# While the process drains after SIGTERM (C2C__SHUTDOWN__DRAIN_DELAY), answers close their connection.
+app.add_middleware(lifecycle.DrainMiddleware)
 
 # Metrics on settings.prometheus.host:port (0.0.0.0:9000), safe with several workers (PROMETHEUS_MULTIPROC_DIR).
 c2c_prometheus.start_metrics_server()
 # The instrumentator's series (http_requests_total...) at a fraction of its cost (docs/operations.md).
 app.add_middleware(c2c_prometheus.PrometheusMiddleware)
+# Outermost: every request, and so every log line, metric exemplar and audit record of c2casgiutils.audit, has its
+# request id and W3C trace context, also passed to outgoing calls; outside ForwardedHeadersMiddleware, so that
+# C2C__TRACING__TRUST_INBOUND=trusted_proxies checks the proxy itself.
+app.add_middleware(request_id.RequestIdMiddleware)
 
 
 class Liveness(health_checks.Check):
@@ -185,6 +188,18 @@ async def echo(message: str = "hello") -> list[dict[str, Any]]:
         {"missing": True} if isinstance(answer, MissingAnswer) else answer.model_dump(mode="json")
         for answer in answers
     ]
+
+
+SLOW_MAX_SECONDS = 30.0
+
+
+@app.get("/slow")
+async def slow(
+    seconds: float = Query(default=2.0, ge=0.0, le=SLOW_MAX_SECONDS, description="How long to answer"),
+) -> dict[str, Any]:
+    """Answer after ``seconds`` (at most 30): send SIGTERM meanwhile and watch the request complete."""
+    await asyncio.sleep(seconds)
+    return {"slept": seconds, "pid": os.getpid(), "state": lifecycle.process_state().value}
 
 
 def main() -> None:

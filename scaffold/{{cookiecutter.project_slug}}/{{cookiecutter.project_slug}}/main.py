@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import c2casgiutils
-from c2casgiutils import config, errors, headers, health_checks, prometheus, request_id, sentry, tracing
+from c2casgiutils import config, errors, headers, health_checks, lifecycle, prometheus, request_id, sentry, tracing
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
@@ -44,7 +44,10 @@ async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
 
 
 def _add_health_checks() -> None:
-    """Readiness: every dependency; liveness: the process only, so an outage does not restart it."""
+    """Readiness: every dependency; liveness: the process only, so an outage does not restart it.
+
+    c2casgiutils.startup() adds ReadinessState (503 while starting or draining) and LivenessState.
+    """
     health_checks.FACTORY.add(checks.Liveness(tags=["liveness", "readiness", "all"]))
 {%- if cookiecutter.redis %}
     # Without C2C__REDIS__URL (or Sentinel) the service runs alone, with local broadcast.
@@ -86,6 +89,9 @@ def _add_middlewares(main_app: FastAPI) -> None:
     )
     if "*" not in settings.allowed_hosts:
         main_app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    # While the process drains after SIGTERM (C2C__SHUTDOWN__DRAIN_DELAY), answers close their connection so
+    # that keep-alive clients reconnect to another replica.
+    main_app.add_middleware(lifecycle.DrainMiddleware)
     # Host and scheme from the proxy's headers, before anything reads them.
     if config.settings.proxy_headers.type != "none":
         main_app.add_middleware(

@@ -1,4 +1,4 @@
-"""Logging levels tool: admin-only endpoints, validation, storage in Redis, applied in every process."""
+"""tools/log_levels.py: admin-only endpoints, validation, storage in Redis, applied in every process."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import redis
 from fastapi import FastAPI
 
 import c2casgiutils
-from c2casgiutils import broadcast, redis_utils
-from c2casgiutils.tools import logging as tools_logging
+from c2casgiutils import broadcast, log_levels, redis_utils
 from tests.broadcast_fixtures import AUTH_SECRET, BROADCAST_SECRET, running_workers
 from tests.servers import RedisServer
 
@@ -118,7 +117,7 @@ async def test_stored_in_redis_and_restored_at_startup(client: httpx.AsyncClient
     settings.redis.url = redis_server.url
     settings.tools.logging.redis_prefix = f"test_{uuid.uuid4().hex[:6]}_*[x]_"  # glob characters are escaped
     await broadcast.startup()
-    await tools_logging.startup()
+    await log_levels.startup()
     name = unique_logger()
     response = await client.post("/c2c/logging/level", json={"name": name, "level": "ERROR"}, headers=ADMIN)
     assert response.status_code == 200, response.text
@@ -131,7 +130,7 @@ async def test_stored_in_redis_and_restored_at_startup(client: httpx.AsyncClient
         sync.set(settings.tools.logging.redis_prefix + other, "CRITICAL")
         sync.set(f"test_other_prefix_{other}", "DEBUG")
         sync.delete(settings.tools.logging.redis_prefix + name)
-        await tools_logging.startup()
+        await log_levels.startup()
         assert logging.getLogger(other).level == logging.CRITICAL
         assert logging.getLogger(name).level == logging.NOTSET
         overrides = (await client.get("/c2c/logging/overrides", headers=ADMIN)).json()["overrides"]
@@ -209,13 +208,13 @@ async def test_change_received_by_no_process_is_an_error_not_200(
 ) -> None:
     settings.redis.url = redis_server.url
     await broadcast.startup()
-    await tools_logging.startup()
-    await broadcast.unsubscribe(tools_logging.BROADCAST_CHANNEL)  # nobody listens any more
+    await log_levels.startup()
+    await broadcast.unsubscribe(log_levels.BROADCAST_CHANNEL)  # nobody listens any more
     name = unique_logger()
     try:
         response = await client.post("/c2c/logging/level", json={"name": name, "level": "ERROR"}, headers=ADMIN)
     finally:
-        tools_logging._apply_everywhere = None  # subscribed again when next needed
+        log_levels._apply_everywhere = None  # subscribed again when next needed
     assert response.status_code == 504, response.text
     body = response.json()
     assert body["processes"] == []

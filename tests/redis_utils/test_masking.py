@@ -6,6 +6,7 @@ up (an ACL user on a real redis-server) and down.
 from __future__ import annotations
 
 import logging
+import os
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -13,6 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import ValidationError
 
 import c2casgiutils
 from c2casgiutils import _sensitive, config, health_checks, redis_utils
@@ -104,6 +106,52 @@ def test_invalid_options_are_refused_without_echoing_them(
         config.load_settings()
     assert variable in str(raised.value)
     assert "Opt-Secret-42" not in str(raised.value)
+
+
+SECRET = "Opt-Secret-42"
+REFUSED_REDIS_SETTINGS = {
+    "options: an item without '='": {"options": f"password={SECRET},socket_timeout"},
+    "options: unfinished JSON": {"options": f'{{"password": "{SECRET}"'},
+    "options: JSON that is not an object": {"options": f'["password", "{SECRET}"]'},
+    "sentinel options: an item without '='": {"sentinel_options": f"password={SECRET},ssl"},
+    # Readable values refused by a check across the fields of the section, whose input is the whole section.
+    "TLS options without TLS": {
+        "url": f"redis://:{SECRET}@redis:6379/0",
+        "options": f"password={SECRET},ssl_ca_certs=/ca.pem",
+    },
+    "a URL and Sentinels": {"url": f"redis://:{SECRET}@redis:6379/0", "sentinels": "s:26379", "servicename": "m"},
+    "two databases": {"url": f"redis://:{SECRET}@redis:6379/1", "options": f"db=2,password={SECRET}"},
+}
+
+
+def _build_settings(how: str, values: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    if how in ("environment", "load_settings"):
+        for field, value in values.items():
+            monkeypatch.setenv(f"C2C__REDIS__{field.upper()}", value)
+        config.load_settings() if how == "load_settings" else config.Settings()
+    elif how == "Settings(redis=...)":
+        config.Settings(redis=values)
+    elif how == "Redis(...)":
+        config.Redis(**values)
+    else:
+        config.Redis.model_validate(values)
+
+
+@pytest.mark.parametrize("how", ["environment", "load_settings", "Settings(redis=...)", "Redis(...)", "model_validate"])
+@pytest.mark.parametrize("values", list(REFUSED_REDIS_SETTINGS.values()), ids=list(REFUSED_REDIS_SETTINGS))
+def test_no_secret_in_any_settings_error(monkeypatch: pytest.MonkeyPatch, how: str, values: dict[str, str]) -> None:
+    for name in list(os.environ):
+        if name.startswith("C2C__REDIS__"):
+            monkeypatch.delenv(name)
+    with pytest.raises(ValueError) as raised:  # SettingsError from load_settings, pydantic's ValidationError else
+        _build_settings(how, values, monkeypatch)
+    error = raised.value
+    texts = [str(error), repr(error)]
+    if isinstance(error, ValidationError):
+        texts += [repr(error.errors()), error.json()]
+    for text in texts:
+        assert SECRET not in text
+    assert "C2C__REDIS__" in str(error)  # the message still names what to fix
 
 
 def test_safe_error_removes_every_configured_credential(settings) -> None:  # type: ignore[no-untyped-def]

@@ -39,6 +39,14 @@ async def caller(settings, redis_server) -> AsyncIterator[None]:  # type: ignore
     await redis_utils.cleanup()
 
 
+async def restart_with_secret(settings, secret: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Sign this process's broadcasts with ``secret`` from now on."""
+    await broadcast.shutdown()
+    settings.broadcast.secret = secret
+    await broadcast.startup()
+    assert broadcast.is_connected()
+
+
 def pids_of(answers: list[broadcast_types.BroadcastResponse | MissingAnswer]) -> set[int]:
     return {a.pid for a in answers if isinstance(a, broadcast_types.BroadcastResponse)}
 
@@ -85,7 +93,7 @@ async def test_unsigned_or_wrongly_signed_message_is_ignored(
     settings,
     secret: str | None,  # type: ignore[no-untyped-def]
 ) -> None:
-    settings.broadcast.secret = secret
+    await restart_with_secret(settings, secret)  # the backend reads the secret when it is built
     answers = await broadcast.broadcast(ECHO, {"message": "forged"}, expect_answers=True, timeout=1.5)
     # Redis delivered the message to the 3 workers (PUBLISH counted them) but none ran the handler.
     assert answers is not None
@@ -96,7 +104,7 @@ async def test_unsigned_or_wrongly_signed_message_is_ignored(
     while workers.output().count(expected) < 3 and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert workers.output().count(expected) >= 3
-    settings.broadcast.secret = BROADCAST_SECRET
+    await restart_with_secret(settings, BROADCAST_SECRET)
     answers = await broadcast.broadcast(ECHO, {"message": "signed"}, expect_answers=True, timeout=10)
     assert answers is not None
     assert len(pids_of(answers)) == 3

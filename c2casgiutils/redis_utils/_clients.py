@@ -1,12 +1,9 @@
-"""The one place that builds Redis clients from settings: a URL, or Sentinel (master and replica).
+"""Build the Redis clients from the settings (a URL, or Sentinel: master and replica), one set per event loop.
 
 Clients are asyncio clients of redis-py, with connection and socket timeouts from settings so that no
 call waits forever. They are cached per event loop: a redis-py connection belongs to the loop that
 opened it. The settings are checked when the clients are built (``_redis_options``): an unreadable URL, TLS
 options without TLS, two different databases or an unknown option raise ``config.SettingsError``.
-
-Redis is named in logs, errors and payloads through :func:`describe` (the URL masked by :func:`mask_url`);
-Redis error texts go through :func:`safe_error`, which also removes every configured credential.
 """
 
 from __future__ import annotations
@@ -16,8 +13,9 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from c2casgiutils import _redis_options, _sensitive, config
+from c2casgiutils import _redis_options, config
 from c2casgiutils._optional import require
+from c2casgiutils.redis_utils._masking import safe_text
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -43,43 +41,6 @@ def is_configured() -> bool:
     return bool(redis_settings.url or redis_settings.sentinels)
 
 
-mask_url = _sensitive.mask_url
-"""The one masking function for Redis URLs (password of the user-info and ``password=`` query values)."""
-
-
-def safe_text(text: str) -> str:
-    """A text (an error message) with the configured Redis URL masked and every configured credential removed."""
-    redis_settings = config.settings.redis
-    if redis_settings.url and redis_settings.url in text:
-        text = text.replace(redis_settings.url, mask_url(redis_settings.url))
-    return _sensitive.scrub(text, _redis_options.secrets(redis_settings))
-
-
-def safe_error(error: BaseException) -> str:
-    """``Type: message`` of an exception, fit for a log line or a response (see :func:`safe_text`)."""
-    message = str(error)
-    return safe_text(f"{type(error).__name__}: {message}" if message else type(error).__name__)
-
-
-def describe() -> str:
-    """A description of the configured Redis, without credentials."""
-    redis_settings = config.settings.redis
-    if redis_settings.sentinels:
-        return f"sentinel {redis_settings.sentinels} service {redis_settings.servicename}"
-    if redis_settings.url:
-        return mask_url(redis_settings.url)
-    return "not configured"
-
-
-def parse_sentinels(value: str) -> list[tuple[str, int]]:
-    """Read ``host:port,host:port``."""
-    result = []
-    for item in value.split(","):
-        host, _, port = item.strip().rpartition(":")
-        result.append((host.strip("[]"), int(port)))
-    return result
-
-
 def _timeouts() -> dict[str, Any]:
     redis_settings = config.settings.redis
     return {
@@ -88,11 +49,22 @@ def _timeouts() -> dict[str, Any]:
     }
 
 
-def _retry(retries: int | None = None) -> Any:
-    """Immediate retries only: redis-py's default backoff would make a call to a stopped Redis take seconds."""
+def _retry(retries: int | None = None) -> dict[str, Any]:
+    """The retry options of a client: ``retries`` (``C2C__REDIS__RETRIES``) immediate retries.
+
+    Immediate: redis-py's default backoff would make a call to a stopped Redis take seconds. The errors are
+    named: redis-py before 6.0 retries a command only on the errors of ``retry_on_error`` (none by default) and
+    a connection only on its own ConnectionError and TimeoutError, not on the socket's timeout; later releases
+    retry on these three by default.
+    """
     retry_module = require("redis.asyncio.retry", "redis", "Redis support")
     backoff_module = require("redis.backoff", "redis", "Redis support")
-    return retry_module.Retry(backoff_module.NoBackoff(), config.settings.redis.retries if retries is None else retries)
+    exceptions = require("redis.exceptions", "redis", "Redis support")
+    count = config.settings.redis.retries if retries is None else retries
+    return {
+        "retry": retry_module.Retry(backoff_module.NoBackoff(), count),
+        "retry_on_error": [exceptions.ConnectionError, exceptions.TimeoutError, TimeoutError],
+    }
 
 
 def _sentinel_kwargs(sentinel_options: dict[str, Any]) -> dict[str, Any]:
@@ -106,7 +78,7 @@ def _sentinel_kwargs(sentinel_options: dict[str, Any]) -> dict[str, Any]:
     """
     timeouts = _timeouts()
     timeouts["socket_timeout"] = min(timeouts["socket_timeout"], timeouts["socket_connect_timeout"])
-    return {**timeouts, "retry": _retry(0), **sentinel_options}
+    return {**timeouts, **_retry(0), **sentinel_options}
 
 
 def connection() -> _redis_options.Connection:
@@ -129,22 +101,21 @@ def _check_options(client: redis.asyncio.Redis, variable: str) -> None:
 def build() -> RedisClients | None:
     """Build new clients from the settings (None when Redis is not configured).
 
-    Raises ``config.SettingsError`` for settings redis-py would refuse later (unknown option, unreadable URL,
-    TLS options without TLS, two different databases): start-up fails with a message naming the variable.
+    Raises ``config.SettingsError`` for settings redis-py would refuse later (Sentinel without service name,
+    unknown option, unreadable URL, TLS options without TLS, two different databases): start-up fails with a
+    message naming the variable.
     """
     redis_settings = config.settings.redis
     if not is_configured():
         return None
     redis_asyncio = require("redis.asyncio", "redis", "Redis support")
-    if redis_settings.sentinels and not redis_settings.servicename:
-        raise config.SettingsError("C2C__REDIS__SENTINELS is set but C2C__REDIS__SERVICENAME is missing")
     plan = connection()
-    options = {**_timeouts(), "retry": _retry(), **plan.options}
+    options = {**_timeouts(), **_retry(), **plan.options}
     if redis_settings.sentinels:
         sentinel_module = require("redis.asyncio.sentinel", "redis", "Redis Sentinel support")
         try:
             sentinel = sentinel_module.Sentinel(
-                parse_sentinels(redis_settings.sentinels),
+                _redis_options.parse_sentinels(redis_settings.sentinels),
                 sentinel_kwargs=_sentinel_kwargs(plan.sentinel_options),
                 **options,
             )
@@ -190,43 +161,3 @@ async def cleanup() -> None:
             await client.aclose()
         except Exception:
             _LOGGER.debug("Error while closing a Redis client", exc_info=True)
-
-
-def _address(host: Any, port: Any) -> str:
-    host_text = host.decode() if isinstance(host, bytes) else str(host)
-    return f"[{host_text}]:{port}" if ":" in host_text else f"{host_text}:{port}"
-
-
-async def master_address(clients: RedisClients) -> str:
-    """``host:port`` of the master the service writes to (asked to the Sentinels with Sentinel); no credential."""
-    if clients.sentinel is not None:
-        host, port = await clients.sentinel.discover_master(config.settings.redis.servicename or "")
-        return _address(host, port)
-    kwargs = clients.master.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    return _address(kwargs.get("host", "localhost"), kwargs.get("port", 6379))
-
-
-async def replica_addresses(clients: RedisClients) -> list[str]:
-    """``host:port`` of the replicas the Sentinels report alive (none without Sentinel)."""
-    if clients.sentinel is None:
-        return []
-    exceptions = require("redis.exceptions", "redis", "Redis support")
-    service = config.settings.redis.servicename or ""
-    errors = []
-    answered = False
-    # Over a copy of the list: redis-py reorders it when a concurrent master lookup succeeds.
-    for sentinel in list(clients.sentinel.sentinels):
-        try:
-            replicas = await sentinel.sentinel_slaves(service)
-        except (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ResponseError) as error:
-            errors.append(safe_error(error))
-            continue
-        answered = True
-        alive = clients.sentinel.filter_slaves(replicas)
-        if alive:
-            return sorted(_address(host, port) for host, port in alive)
-    if not answered and errors:
-        raise exceptions.ConnectionError(f"no Sentinel answered about {service!r}: {'; '.join(errors)}")
-    return []  # the Sentinels that answered know no replica alive

@@ -1,13 +1,12 @@
-"""Broadcast in one process: local backend, Redis backend with a real redis-server, typed decorate, signing."""
+"""broadcast/redis.py in one process, with a real redis-server: subscriptions confirmed, signatures and replays,
+outages, shutdown, event loops, presence (the tests between processes are in test_processes.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -17,140 +16,9 @@ from c2casgiutils import broadcast, redis_utils
 from c2casgiutils.broadcast import MissingAnswer, _signing
 from c2casgiutils.broadcast import types as broadcast_types
 from tests.broadcast_apps.models import Echo, Point, echo_points
+from tests.broadcast_fixtures import use_redis
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-async def clean_broadcast(settings) -> AsyncIterator[None]:  # type: ignore[no-untyped-def]
-    """Each test starts on the local backend and leaves no subscription behind."""
-    settings.redis.url = None
-    settings.broadcast.secret = None
-    await broadcast.shutdown()
-    before = set(broadcast._STATE.registry.channels())
-    yield
-    await broadcast.shutdown()
-    await redis_utils.cleanup()
-    for channel in set(broadcast._STATE.registry.channels()) - before:
-        broadcast._STATE.registry.remove(channel)
-
-
-async def use_redis(settings, url: str, secret: str | None = "in-process-secret") -> None:  # type: ignore[no-untyped-def]
-    settings.redis.url = url
-    settings.broadcast.secret = secret
-    await broadcast.startup()
-
-
-# ---------------------------------------------------------------------------------------------- local backend
-
-
-async def test_local_broadcast_calls_the_handler_of_this_process() -> None:
-    calls: list[dict[str, object]] = []
-
-    async def handler(**params: object) -> str:
-        calls.append(params)
-        return "done"
-
-    await broadcast.subscribe("local_chan", handler)
-    assert broadcast.backend_name() == "local"
-    assert await broadcast.broadcast("local_chan", {"a": 1}) is None
-    assert calls == [{"a": 1}]
-    answers = await broadcast.broadcast("local_chan", {"a": 2}, expect_answers=True)
-    assert answers is not None
-    assert len(answers) == 1
-    assert isinstance(answers[0], broadcast_types.BroadcastResponse)
-    assert answers[0].payload == "done"
-    assert answers[0].pid == os.getpid()
-    assert await broadcast.broadcast("nobody_listens", expect_answers=True) == []
-
-    broadcast.unsubscribe("local_chan")  # usable without await
-    assert await broadcast.broadcast("local_chan", {"a": 3}, expect_answers=True) == []
-    assert len(calls) == 2
-
-
-async def test_decorate_rebuilds_pydantic_models_from_hints() -> None:
-    echo = await broadcast.decorate(echo_points, expect_answers=True)
-    answers = await echo(Point(x=1, y=2), scale=3)
-    assert answers is not None
-    (answer,) = answers
-    assert isinstance(answer, broadcast_types.BroadcastResponse)
-    assert answer.payload == Echo(points=[Point(x=3, y=6)], total=9)
-    assert "c2c_decorated_tests.broadcast_apps.models.echo_points" in broadcast._STATE.registry
-
-
-async def test_decorate_sync_function_without_answers_and_explicit_channel() -> None:
-    seen: list[int] = []
-
-    def record(value: int) -> None:
-        seen.append(value)
-
-    call = await broadcast.decorate(record, channel="record_chan")
-    assert await call(5) is None
-    assert seen == [5]
-    assert "record_chan" in broadcast._STATE.registry
-
-
-async def test_handler_error_becomes_an_error_answer() -> None:
-    def failing() -> int:
-        raise ValueError("cannot do it")
-
-    call = await broadcast.decorate(failing, expect_answers=True)
-    answers = await call()
-    assert answers is not None
-    (answer,) = answers
-    assert isinstance(answer, broadcast.ErrorAnswer)
-    assert isinstance(answer, MissingAnswer)
-    assert answer.status == "error"
-    assert answer.error_type == "ValueError"
-    assert answer.message == "cannot do it"
-    assert answer.pid == os.getpid()
-
-
-async def test_answer_not_matching_the_return_type_is_an_error_answer() -> None:
-    def lies() -> int:
-        return "not a number"  # type: ignore[return-value]
-
-    answers = await (await broadcast.decorate(lies, expect_answers=True))()
-    assert answers is not None
-    assert isinstance(answers[0], broadcast.ErrorAnswer)
-    assert answers[0].error_type == "ValidationError"
-
-
-async def test_slow_local_handler_is_missing_after_the_timeout() -> None:
-    async def slow() -> None:
-        await asyncio.sleep(30)
-
-    answers = await (await broadcast.decorate(slow, expect_answers=True, timeout=0.2))()
-    assert answers is not None
-    assert type(answers[0]) is MissingAnswer
-    assert answers[0].status == "timeout"
-
-
-async def test_bad_inputs_are_refused_with_clear_errors() -> None:
-    with pytest.raises(ValueError, match="non-empty string"):
-        broadcast.subscribe("", print)
-    with pytest.raises(TypeError, match="not callable"):
-        broadcast.subscribe("chan", "not a function")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="mapping"):
-        await broadcast.broadcast("chan", [1, 2])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="positive"):
-        await broadcast.broadcast("chan", {}, expect_answers=True, timeout=0)
-
-    def star_args(*values: int) -> None: ...
-
-    with pytest.raises(TypeError, match="cannot be passed by name"):
-        await broadcast.decorate(star_args)
-
-    calls: list[int] = []
-
-    def one(value: int) -> None:
-        calls.append(value)
-
-    call = await broadcast.decorate(one)
-    with pytest.raises(TypeError):
-        await call(1, 2)  # type: ignore[call-arg]
-    assert calls == []
-    assert "chan" not in broadcast._STATE.registry
 
 
 # ---------------------------------------------------------------------------------------------- Redis backend
@@ -309,33 +177,6 @@ async def test_shutdown_does_not_hang_on_a_running_handler(settings, redis_serve
     assert answers is not None
     assert type(answers[0]) is MissingAnswer
     assert "forever" in broadcast._STATE.registry  # kept for the next startup
-
-
-# ---------------------------------------------------------------------------------------------- signing
-
-
-def test_signing_round_trip_and_refusals(settings) -> None:  # type: ignore[no-untyped-def]
-    settings.broadcast.secret = None
-    unsigned = _signing.sign("chan", b"{}")
-    assert _signing.open_frame(b"chan", unsigned) == b"{}"
-    settings.broadcast.secret = "k"
-    signed = _signing.sign("chan", b"{}")
-    assert _signing.open_frame(b"chan", signed) == b"{}"
-    with pytest.raises(_signing.SignatureError, match="wrong signature"):
-        _signing.open_frame(b"other-chan", signed)  # the channel is signed too
-    with pytest.raises(_signing.SignatureError, match="unsigned"):
-        _signing.open_frame(b"chan", unsigned)
-    with pytest.raises(_signing.SignatureError, match="wrong signature"):
-        _signing.open_frame(b"chan", signed[:-1] + b" ")
-    guard = _signing.ReplayGuard(max_entries=2)
-    guard.check("a", time.time())
-    with pytest.raises(_signing.SignatureError, match="replayed"):
-        guard.check("a", time.time())
-    guard.check("b", time.time())
-    guard.check("c", time.time())
-    guard.check("a", time.time())  # forgotten: memory is bounded, the timestamp check still applies
-    with pytest.raises(_signing.SignatureError, match="away from now"):
-        guard.check("d", time.time() + 3600)
 
 
 def test_startup_in_a_new_event_loop_replaces_the_backend_of_a_closed_one(settings, redis_server) -> None:  # type: ignore[no-untyped-def]

@@ -1,8 +1,10 @@
-"""redis_utils: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
+"""redis_utils._clients: clients from settings (URL or Sentinel), timeouts on every call, credentials masked."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -10,6 +12,8 @@ import redis.asyncio
 import redis.exceptions
 
 from c2casgiutils import config, redis_utils
+from tests.redis_processes import Unreachable
+from tests.servers import CuttingProxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,22 +40,98 @@ def test_mask_url(url: str, masked: str) -> None:
     assert "secret" not in redis_utils.mask_url(url)
 
 
-def test_url_client_has_timeouts_and_immediate_retries(settings) -> None:  # type: ignore[no-untyped-def]
+def test_url_client_is_described_without_its_password(settings) -> None:  # type: ignore[no-untyped-def]
     settings.redis.url = "redis://:pw@127.0.0.1:1/3"
-    settings.redis.socket_timeout = timedelta(seconds=1.5)
-    settings.redis.connect_timeout = timedelta(seconds=0.5)
-    settings.redis.retries = 2
     clients = redis_utils.build()
     assert clients is not None
     assert clients.master is clients.replica
     assert clients.sentinel is None
-    kwargs = clients.master.connection_pool.connection_kwargs
-    assert kwargs["socket_timeout"] == 1.5
-    assert kwargs["socket_connect_timeout"] == 0.5
-    assert kwargs["db"] == 3
-    retry = kwargs["retry"]
-    assert (retry.get_retries() if hasattr(retry, "get_retries") else retry._retries) == 2  # redis-py 5.0: no getter
     assert redis_utils.describe() == "redis://:***@127.0.0.1:1/3"
+
+
+async def test_url_client_uses_the_database_of_the_url(settings, redis_server) -> None:  # type: ignore[no-untyped-def]
+    settings.redis.url = f"redis://127.0.0.1:{redis_server.port}/3"
+    clients = redis_utils.build()
+    assert clients is not None
+    await clients.master.set("c2c-database-3", "here")
+    direct = redis.asyncio.Redis(port=redis_server.port, db=3, socket_timeout=5)
+    try:
+        assert await direct.get("c2c-database-3") == b"here"
+        assert await direct.delete("c2c-database-3") == 1
+    finally:
+        await direct.aclose()
+        await clients.master.aclose()
+
+
+def _clients(  # type: ignore[no-untyped-def]
+    settings, port: int, retries: int, socket_timeout: float = 5, connect_timeout: float = 2
+) -> redis_utils.RedisClients:
+    """The clients of a URL to 127.0.0.1:``port``, with these retries and timeouts (seconds)."""
+    settings.redis.url = f"redis://127.0.0.1:{port}/0"
+    settings.redis.socket_timeout = timedelta(seconds=socket_timeout)
+    settings.redis.connect_timeout = timedelta(seconds=connect_timeout)
+    settings.redis.retries = retries
+    clients = redis_utils.build()
+    assert clients is not None
+    return clients
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_a_dropped_connection_is_retried_immediately_on_new_connections(  # type: ignore[no-untyped-def]
+    settings, redis_server, retries: int
+) -> None:
+    """C2C__REDIS__RETRIES more attempts of the command, each on a new connection (redis-py's own: none)."""
+    with CuttingProxy(redis_server.port, marker=b"c2c-cut-here") as proxy:
+        clients = _clients(settings, proxy.port, retries)
+        try:
+            assert await clients.master.set("c2c-through-the-proxy", "1")
+            assert proxy.connections == 1
+            started = time.monotonic()
+            with pytest.raises(redis.exceptions.ConnectionError):
+                await clients.master.get("c2c-cut-here")
+            assert time.monotonic() - started < 5  # immediate: no backoff between the attempts
+            assert proxy.marked == 1 + retries
+            assert proxy.connections == 1 + retries  # the first attempt on the pooled connection, then new ones
+            assert await clients.master.get("c2c-through-the-proxy") == b"1"  # and the client works again
+        finally:
+            await clients.master.aclose()
+
+
+async def test_an_unanswered_command_waits_the_socket_timeout_on_each_attempt(  # type: ignore[no-untyped-def]
+    settings, redis_server
+) -> None:
+    with CuttingProxy(redis_server.port, marker=b"c2c-hold-here", hold=True) as proxy:
+        # The connect timeout is not the one that applies to an answer.
+        clients = _clients(settings, proxy.port, retries=1, socket_timeout=0.5, connect_timeout=8)
+        try:
+            with pytest.raises(redis.exceptions.TimeoutError):
+                await asyncio.wait_for(clients.master.get("c2c-hold-here"), 60)
+            assert proxy.marked == 2
+            _wait_for(lambda: len(proxy.held) == 2)
+            assert all(0.45 <= held < 6 for held in proxy.held), proxy.held
+        finally:
+            await clients.master.aclose()
+
+
+async def test_an_unreachable_server_costs_the_connect_timeout_on_each_attempt(settings) -> None:  # type: ignore[no-untyped-def]
+    unreachable = Unreachable()
+    try:
+        # The socket timeout is not the one that applies to a connection.
+        clients = _clients(settings, unreachable.port, retries=2, socket_timeout=10, connect_timeout=0.4)
+        started = time.monotonic()
+        with pytest.raises((redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)):
+            await asyncio.wait_for(clients.master.ping(), 60)
+        elapsed = time.monotonic() - started
+        assert 3 * 0.4 * 0.9 <= elapsed < 10, elapsed  # three connection attempts, each bounded by 0.4 s
+        await clients.master.aclose()
+    finally:
+        unreachable.close()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def test_options_override_defaults(settings) -> None:  # type: ignore[no-untyped-def]

@@ -1,5 +1,9 @@
 """Writes to Redis that are confirmed on the current master before anybody is told they succeeded.
 
+One call: ``await redis_utils.confirmed_write(clients, "SET", key, value, what="...")`` returns the reply once
+the write is safe, or raises :class:`NotStoredError` (``redis_utils.is_unavailable`` is true for it) within
+:func:`write_bound`.
+
 A Redis write that answers ``OK`` is not yet safe: during a Sentinel failover the old master keeps
 accepting writes until Sentinel demotes it, and they are lost when it resynchronises from the new master.
 :func:`confirmed_write` only returns when
@@ -27,11 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import TYPE_CHECKING, Any
 
-from c2casgiutils import config, redis_utils
-from c2casgiutils.broadcast.types import BroadcastUnavailableError
+from c2casgiutils import config
+from c2casgiutils.redis_utils._clients import RedisClients
+from c2casgiutils.redis_utils._errors import RedisUnavailableError, is_unavailable
+from c2casgiutils.redis_utils._masking import describe, safe_error
+from c2casgiutils.redis_utils._replies import as_text
+from c2casgiutils.redis_utils._sentinel import connection_address, known_replicas, master_mismatch
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -42,7 +49,7 @@ _FIRST_RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 0.5
 
 
-class NotStoredError(BroadcastUnavailableError):
+class NotStoredError(RedisUnavailableError):
     """A write could not be confirmed on the current Redis master within the bound."""
 
 
@@ -56,20 +63,7 @@ def write_bound() -> float:
     return redis_settings.connect_timeout.total_seconds() + redis_settings.socket_timeout.total_seconds()
 
 
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-async def _known_replicas(clients: redis_utils.RedisClients) -> list[tuple[str, int]] | None:
-    """The replicas Sentinel knows and does not consider down (None without Sentinel)."""
-    if clients.sentinel is None:
-        return None
-    service = getattr(clients.master.connection_pool, "service_name", None) or config.settings.redis.servicename
-    replicas = await clients.sentinel.discover_slaves(str(service))
-    return [(_text(host), int(port)) for host, port in replicas]
-
-
-async def _replication_info(clients: redis_utils.RedisClients, address: tuple[str, int]) -> dict[str, Any] | None:
+async def _replication_info(clients: RedisClients, address: tuple[str, int]) -> dict[str, Any] | None:
     """``INFO replication`` of another server of the set, with the data clients' options (None: unreachable)."""
     import redis.asyncio  # noqa: PLC0415 - Redis is installed when clients exist
 
@@ -81,9 +75,7 @@ async def _replication_info(clients: redis_utils.RedisClients, address: tuple[st
     except Exception as error:
         if isinstance(error, asyncio.CancelledError):
             raise
-        _LOGGER.debug(
-            "Could not read the replication state of %s:%s: %s", address[0], address[1], redis_utils.safe_error(error)
-        )
+        _LOGGER.debug("Could not read the replication state of %s:%s: %s", address[0], address[1], safe_error(error))
         return None
     finally:
         await client.aclose()
@@ -91,11 +83,11 @@ async def _replication_info(clients: redis_utils.RedisClients, address: tuple[st
 
 
 async def _needed_acknowledgements(
-    clients: redis_utils.RedisClients, single: redis.asyncio.Redis, role: list[Any], where: str
+    clients: RedisClients, single: redis.asyncio.Redis, role: list[Any], where: str
 ) -> int:
     """How many replicas must acknowledge a write on this server (see the module)."""
-    connected = {(_text(entry[0]), int(entry[1])) for entry in (role[2] if len(role) > 2 else [])}
-    known = await _known_replicas(clients)
+    connected = {(as_text(entry[0]), int(entry[1])) for entry in (role[2] if len(role) > 2 else [])}
+    known = await known_replicas(clients)
     if known is None:
         return len(connected)
     absent = [address for address in known if address not in connected]
@@ -116,37 +108,22 @@ async def _needed_acknowledgements(
     return max(len(connected), len(known) - old_masters)
 
 
-async def _check_sentinel_master(clients: redis_utils.RedisClients, host: str, port: int) -> None:
-    if clients.sentinel is None:
-        return
-    pool = clients.master.connection_pool
-    get_master_address = getattr(pool, "get_master_address", None)
-    if get_master_address is None:
-        return
-    # Also drops the idle connections of the pool when the master changed.
-    master_host, master_port = await get_master_address()
-    if (_text(master_host), int(master_port)) != (host, port):
-        raise _NotConfirmedError(f"{host}:{port} is not the master Sentinel reports ({master_host}:{master_port})")
-
-
-async def _attempt(clients: redis_utils.RedisClients, command: tuple[Any, ...], deadline: float) -> Any:
+async def _attempt(clients: RedisClients, command: tuple[Any, ...], deadline: float) -> Any:
     loop = asyncio.get_running_loop()
     single: redis.asyncio.Redis = clients.master.client()  # one connection: WAIT counts the writes made on it
     try:
         role = await single.execute_command("ROLE")  # type: ignore[no-untyped-call]
         connection = single.connection
-        host = _text(getattr(connection, "host", "?"))
-        port = int(getattr(connection, "port", 0) or 0)
-        if _text(role[0]) != "master":
+        host, port = connection_address(connection)
+        if as_text(role[0]) != "master":
             if connection is not None:
                 await connection.disconnect()
-            raise _NotConfirmedError(f"{host}:{port} is a {_text(role[0])}, not a master")
-        try:
-            await _check_sentinel_master(clients, host, port)
-        except _NotConfirmedError:
+            raise _NotConfirmedError(f"{host}:{port} is a {as_text(role[0])}, not a master")
+        mismatch = await master_mismatch(clients, connection)
+        if mismatch is not None:
             if connection is not None:
                 await connection.disconnect()  # the next attempt connects to the master Sentinel reports
-            raise
+            raise _NotConfirmedError(mismatch)
         needed = await _needed_acknowledgements(clients, single, role, f"{host}:{port}")
         result = await single.execute_command(*command)  # type: ignore[no-untyped-call]
         if needed:
@@ -160,14 +137,11 @@ async def _attempt(clients: redis_utils.RedisClients, command: tuple[Any, ...], 
 
 
 def _is_retryable(error: BaseException) -> bool:
-    if isinstance(error, _NotConfirmedError | OSError | TimeoutError):
-        return True
-    redis_exceptions = sys.modules.get("redis.exceptions")
-    return redis_exceptions is not None and isinstance(error, redis_exceptions.RedisError)
+    return isinstance(error, _NotConfirmedError) or is_unavailable(error)
 
 
 async def confirmed_write(
-    clients: redis_utils.RedisClients,
+    clients: RedisClients,
     *command: Any,
     bound: float | None = None,
     what: str = "write",
@@ -200,11 +174,11 @@ async def confirmed_write(
                 last_error = error
                 break
             last_error = error
-            _LOGGER.debug("Redis %s not confirmed (attempt %d): %s", what, attempts, redis_utils.safe_error(error))
+            _LOGGER.debug("Redis %s not confirmed (attempt %d): %s", what, attempts, safe_error(error))
         await asyncio.sleep(max(0.0, min(delay, deadline - loop.time())))
         delay = min(delay * 2, _MAX_RETRY_DELAY)
-    reason = redis_utils.safe_error(last_error) if last_error is not None else "no attempt finished"
+    reason = safe_error(last_error) if last_error is not None else "no attempt finished"
     raise NotStoredError(
-        f"{what} not confirmed on the Redis master {redis_utils.describe()} within {limit:.1f}s "
+        f"{what} not confirmed on the Redis master {describe()} within {limit:.1f}s "
         f"({attempts} attempts; last: {reason})"
     )

@@ -1,0 +1,1 @@
+"""Tests of ``c2casgiutils.broadcast``, one file per module (test_processes.py: between real processes)."""

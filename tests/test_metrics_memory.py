@@ -1,0 +1,93 @@
+"""_metrics_memory: the in-memory request series expose exactly what prometheus_client's own objects expose."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from c2casgiutils._metrics_memory import Help, RequestMetrics
+
+TEXTS = Help("total", "request size", "response size", "highr", "lowr", "in progress")
+HIGHR = (0.1, 1.0, float("inf"))
+LOWR = (0.5, float("inf"))
+REQUESTS = [
+    (("/x", "GET", "2xx"), 5, 7, 0.2),
+    (("/y/{id}", "POST", "4xx"), 0, 3, 2.0),
+    (("/x", "GET", "2xx"), 1, 1, 0.1),
+]
+
+
+def _reference(registry: CollectorRegistry) -> tuple[Gauge, Counter, Summary, Summary, Histogram, Histogram]:
+    """The same series as prometheus_client objects, registered in the same order."""
+    return (
+        Gauge("http_requests_inprogress", TEXTS.inprogress, registry=registry),
+        Counter("http_requests_total", TEXTS.total, ("method", "status", "handler"), registry=registry),
+        Summary("http_request_size_bytes", TEXTS.request_size, ("handler",), registry=registry),
+        Summary("http_response_size_bytes", TEXTS.response_size, ("handler",), registry=registry),
+        Histogram("http_request_duration_highr_seconds", TEXTS.highr, buckets=HIGHR, registry=registry),
+        Histogram("http_request_duration_seconds", TEXTS.lowr, ("method", "handler"), buckets=LOWR, registry=registry),
+    )
+
+
+def _without_timestamps(text: str) -> str:
+    return re.sub(r"\d\.\d+e\+09", "<created>", text)
+
+
+@pytest.mark.parametrize("generate", [generate_latest, generate_openmetrics], ids=["text", "openmetrics"])
+def test_same_exposition_as_prometheus_client_objects(generate: object) -> None:
+    ours_registry, reference_registry = CollectorRegistry(), CollectorRegistry()
+    ours = RequestMetrics("", TEXTS, HIGHR, LOWR)
+    ours_registry.register(ours)
+    inprogress, total, request_size, response_size, highr, lowr = _reference(reference_registry)
+    ours.begin()  # one request still in progress
+    inprogress.inc()
+    for (handler, method, status), sent, received, duration in REQUESTS:
+        ours.begin()
+        ours.record((handler, method, status), sent, received, duration)
+        total.labels(method, status, handler).inc()
+        request_size.labels(handler).observe(sent)
+        response_size.labels(handler).observe(received)
+        highr.observe(duration)
+        lowr.labels(method, handler).observe(duration)
+    exposed = _without_timestamps(generate(ours_registry).decode())  # type: ignore[operator]
+    assert exposed == _without_timestamps(generate(reference_registry).decode())  # type: ignore[operator]
+    assert 'http_requests_total{handler="/x",method="GET",status="2xx"} 2.0' in exposed
+
+
+def test_the_same_names_cannot_be_registered_twice() -> None:
+    registry = CollectorRegistry()
+    registry.register(RequestMetrics("", TEXTS, HIGHR, LOWR))
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        Counter("http_requests_total", "again", registry=registry)
+
+
+def test_concurrent_records_are_all_counted() -> None:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics("", TEXTS, HIGHR, LOWR)
+    registry.register(metrics)
+
+    def hammer() -> None:
+        for index in range(2000):
+            metrics.begin()
+            if index % 2:
+                metrics.record(("/x", "GET", "2xx"), 1, 2, 0.3)
+            else:
+                metrics.end()  # not recorded (an excluded handler)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    labels = {"handler": "/x", "method": "GET", "status": "2xx"}
+    assert registry.get_sample_value("http_requests_total", labels) == 4000
+    assert registry.get_sample_value("http_request_size_bytes_sum", {"handler": "/x"}) == 4000
+    assert registry.get_sample_value("http_request_duration_highr_seconds_count") == 4000
+    assert registry.get_sample_value("http_requests_inprogress") == 0
+    metrics.begin()
+    assert registry.get_sample_value("http_requests_inprogress") == 1  # reading it twice does not move it
+    assert registry.get_sample_value("http_requests_inprogress") == 1
