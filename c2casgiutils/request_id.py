@@ -59,17 +59,20 @@ class RequestIdMiddleware:
     """Give every HTTP and WebSocket request an id and return it in the response header.
 
     The header name and the longest id kept are ``settings.request_id.header`` and ``.max_length``, read when
-    the middleware is built (``header`` and ``max_length`` override them).
+    the middleware is built (``header`` and ``max_length`` override them). The W3C trace context is set too,
+    unless ``settings.tracing.enabled`` (or ``tracing``, which overrides it) is false.
     """
 
-    def __init__(self, app: ASGIApp, header: str | None = None, max_length: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, header: str | None = None, max_length: int | None = None, tracing: bool | None = None
+    ) -> None:
         self.app = app
         options = config.settings.request_id
         self.header = options.header if header is None else header
         self.max_length = options.max_length if max_length is None else max_length
         self._header_name = self.header.lower().encode("latin-1")
         # The trace context is set here too (inline: no ASGI layer of its own), so both ids are in every log line.
-        self._trace = TraceContextMiddleware(app)
+        self._trace = TraceContextMiddleware(app, enabled=tracing)
 
     # Inline on purpose (one header scan, the id pool, the send wrapper): a call per request costs as much as its work.
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915

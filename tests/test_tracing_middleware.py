@@ -150,8 +150,15 @@ async def test_an_untrusted_peer_with_a_forwarded_client_is_not_trusted_either(s
     assert kept["trace_id"] == TRACE_ID
 
 
-async def test_disabled_keeps_request_ids_only(settings: Any) -> None:
-    settings.tracing.enabled = False
+@pytest.mark.parametrize(
+    ("setting", "argument", "traced"),
+    [(False, None, False), (True, False, False), (False, True, True)],
+    ids=["setting-off", "argument-off", "argument-on-over-setting-off"],
+)
+async def test_disabled_keeps_request_ids_only(
+    settings: Any, setting: bool, argument: bool | None, traced: bool
+) -> None:
+    settings.tracing.enabled = setting
     seen: list[Any] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -159,11 +166,11 @@ async def test_disabled_keeps_request_ids_only(settings: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    transport = httpx.ASGITransport(app=request_id.RequestIdMiddleware(app))
+    transport = httpx.ASGITransport(app=request_id.RequestIdMiddleware(app, tracing=argument))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         response = await http.get("/", headers={"traceparent": TRACEPARENT})
     assert response.headers["x-request-id"]
-    assert seen == [None]
+    assert [getattr(context, "trace_id", None) for context in seen] == [TRACE_ID if traced else None]
 
 
 async def test_websocket_requests_get_a_context_too() -> None:

@@ -1,8 +1,9 @@
 """W3C Trace Context conformance of the inbound parser, with OpenTelemetry's own propagator as the oracle.
 
 Every row of a generated table (valid headers and their mutations: versions, ids, flags, separators, extra fields,
-whitespace, lengths, several header lines, tracestate members) and random header values are given to both
-``InboundPolicy.context`` (what the middleware runs) and ``TraceContextTextMapPropagator.extract``; they must agree
+whitespace, lengths, several header lines, tracestate members) and random header values are given to
+``InboundPolicy.context`` (what ``TraceContextMiddleware`` runs), to ``RequestIdMiddleware`` (which reads them in its
+own scan of the headers, beside the request id) and to ``TraceContextTextMapPropagator.extract``; they must agree
 on whether the context is kept, its trace id, parent id, sampled flag and tracestate members. The oracle gets the
 header lines the way HTTP defines them (RFC 9110, section 5.3: several lines of a field are one comma-joined
 value). Values hold only what an HTTP server can pass on in a field value (no CR, LF or NUL).
@@ -10,6 +11,7 @@ value). Values hold only what an HTTP server can pass on in a field value (no CR
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 from typing import Any
@@ -21,22 +23,42 @@ from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from c2casgiutils.tracing import InboundPolicy, parse_traceparent, parse_tracestate
+from c2casgiutils import request_id
+from c2casgiutils.tracing import InboundPolicy, TraceContext, get_trace_context, parse_traceparent, parse_tracestate
 
 ORACLE = TraceContextTextMapPropagator()
 POLICY = InboundPolicy("always")
+_SEEN: list[TraceContext | None] = []
+
+
+async def _keep_context(scope: Any, receive: Any, send: Any) -> None:
+    _SEEN.append(get_trace_context())
+
+
+# The shipped path: RequestIdMiddleware reads the trace headers in its own scan of the request headers.
+MIDDLEWARE = request_id.RequestIdMiddleware(_keep_context, tracing=True)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 VALID = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 def _ours(parents: list[str] | None, states: list[str] | None) -> tuple[Any, ...] | None:
+    """What the package keeps, the same through ``TraceContextMiddleware``'s policy and ``RequestIdMiddleware``."""
     headers = [(b"traceparent", line.encode("latin-1")) for line in parents or []]
     headers += [(b"tracestate", line.encode("latin-1")) for line in states or []]
+    headers.insert(len(headers) // 2, (b"x-request-id", b"conformance"))
     context = POLICY.context({"type": "http", "headers": headers})
-    if context.parent_id is None:
-        return None  # a new trace: the received context was not kept
-    return context.trace_id, context.parent_id, context.sampled, context.tracestate or ()
+    _SEEN.clear()
+    with contextlib.suppress(StopIteration):  # the app awaits nothing: one step runs the whole request
+        MIDDLEWARE({"type": "http", "headers": headers}, None, None).send(None)
+    (shipped,) = _SEEN
+    assert shipped is not None
+    decisions = {
+        None if found.parent_id is None else (found.trace_id, found.parent_id, found.sampled, found.tracestate or ())
+        for found in (context, shipped)
+    }
+    assert len(decisions) == 1, decisions
+    return decisions.pop()  # None: a new trace, the received context was not kept
 
 
 def _oracle(parents: list[str] | None, states: list[str] | None) -> tuple[Any, ...] | None:
