@@ -8,7 +8,7 @@ request of this process over the rounds (the exporter's thread included), and th
 measured in the same run:
 
 - ``bare``: the route alone;
-- ``request_id``: + ``RequestIdMiddleware`` with ``C2C__TRACING__ENABLED=false`` (request ids only);
+- ``request_id``: + ``RequestIdMiddleware(tracing=False)`` (request ids only, as ``C2C__TRACING__ENABLED=false``);
 - ``trace_context``: + ``RequestIdMiddleware`` as shipped: W3C trace context, trace ids in the log line; its
   difference to ``request_id`` is the cost of the trace context without export (budget: 3 µs);
 - ``c2c_export``: ``trace_context`` with span export (the ``otel`` extra): the SDK's tracer provider, batch
@@ -21,11 +21,17 @@ measured in the same run:
 
     .venv/bin/python bench/bench_tracing.py [--rounds 9] [--requests 3000]
     .venv/bin/python bench/bench_tracing.py --micro   # the middleware code alone, far less noisy
+    .venv/bin/python bench/bench_tracing.py --instructions [--requests 500]   # needs valgrind
 
 ``--micro`` calls ``RequestIdMiddleware`` directly around a minimal ASGI app, many times in one event loop, with
 tracing off and on, and prints the best-of-rounds µs per call: the difference is the trace context's own cost,
 without FastAPI and uvicorn around it. It also times a ``JsonFormatter`` line inside a request and what its two
 trace fields add (reading the context, serialising two more keys).
+
+``--instructions`` counts the machine instructions per request of ``bare``, ``request_id`` and ``trace_context``
+through uvicorn's protocol (valgrind's callgrind, counting only while the measured requests run, in a child
+process per stack, as ``bench_stack.py --instructions``): the same figures on every run whatever else the machine
+does. The µs column converts them at the rate of bare's best timed round of the same run (CPU time of the thread).
 
 The peer needs ``pip install opentelemetry-instrumentation-asgi opentelemetry-instrumentation-logging``; without
 them its row is left out.
@@ -110,25 +116,32 @@ def _app(logger: logging.Logger, **options: Any) -> Any:
     return app
 
 
+PLAIN_STACKS = ("bare", "request_id", "trace_context")
+
+
+def _plain_stacks(logger: logging.Logger) -> dict[str, Any]:
+    """The stacks without span export: the route alone, + request ids, + request ids and trace context."""
+    from c2casgiutils import request_id
+    from c2casgiutils.tracing import _fastapi
+
+    no_native_spans = {"telemetry": {"tracing": False}} if _fastapi._has_telemetry() else {}
+    stacks = {"bare": _app(logger, **no_native_spans)}
+    for name, traced in (("request_id", False), ("trace_context", True)):
+        app = _app(logger, **no_native_spans)
+        app.add_middleware(request_id.RequestIdMiddleware, tracing=traced)
+        stacks[name] = app
+    return stacks
+
+
 def _stacks(provider: Any) -> dict[str, tuple[Any, Any]]:
     """Each stack: (ASGI app, the export to switch on while it runs, or None)."""
-    from c2casgiutils import config, request_id
+    from c2casgiutils import request_id
     from c2casgiutils.tracing import _export, _fastapi
 
     logger = _logger()
     no_native_spans = {"telemetry": {"tracing": False}} if _fastapi._has_telemetry() else {}
     native_spans = {"telemetry": {"tracer_provider": provider}} if _fastapi._has_telemetry() else {}
-    stacks: dict[str, tuple[Any, Any]] = {"bare": (_app(logger, **no_native_spans), None)}
-    config.settings.tracing.enabled = False
-    ids_only = _app(logger, **no_native_spans)
-    ids_only.add_middleware(request_id.RequestIdMiddleware)
-    ids_only.middleware_stack = ids_only.build_middleware_stack()  # the middleware reads the setting now
-    config.settings.tracing.enabled = True
-    stacks["request_id"] = (ids_only, None)
-    traced = _app(logger, **no_native_spans)
-    traced.add_middleware(request_id.RequestIdMiddleware)
-    traced.middleware_stack = traced.build_middleware_stack()
-    stacks["trace_context"] = (traced, None)
+    stacks: dict[str, tuple[Any, Any]] = {name: (app, None) for name, app in _plain_stacks(logger).items()}
     exported = _app(logger, **native_spans)
     exported.add_middleware(request_id.RequestIdMiddleware)
     exported.middleware_stack = exported.build_middleware_stack()
@@ -172,7 +185,7 @@ def _exporting(export: Any, provider: Any) -> Any:
 
 def micro(rounds: int) -> None:
     """µs per call of RequestIdMiddleware with tracing off and on; a JSON log line and its trace fields."""
-    from c2casgiutils import config, request_id
+    from c2casgiutils import request_id
 
     scope = {
         "type": "http",
@@ -194,11 +207,11 @@ def micro(rounds: int) -> None:
     async def send(message: Any) -> None:
         del message
 
-    stacks: dict[str, Any] = {"app": app}
-    config.settings.tracing.enabled = False
-    stacks["ids_only"] = request_id.RequestIdMiddleware(app)
-    config.settings.tracing.enabled = True
-    stacks["trace_context"] = request_id.RequestIdMiddleware(app)
+    stacks: dict[str, Any] = {
+        "app": app,
+        "ids_only": request_id.RequestIdMiddleware(app, tracing=False),
+        "trace_context": request_id.RequestIdMiddleware(app, tracing=True),
+    }
 
     async def measure() -> dict[str, list[float]]:
         samples: dict[str, list[float]] = {name: [] for name in stacks}
@@ -254,13 +267,68 @@ def _log_fields(rounds: int) -> None:
           f"(reading {best['ids']:.2f}, writing {best['with'] - best['without']:.2f})")
 
 
+def count_child(stack: str, requests: int) -> None:
+    """Serve ``requests`` requests where valgrind counts (see ``uvicorn_inproc.instructions``)."""
+    import uvloop
+    from uvicorn_inproc import counted
+
+    app = _plain_stacks(_logger())[stack]
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    server = InProcessServer(app, loop)
+    loop.run_until_complete(server.run(REQUEST, 300))  # warm up, not counted
+    counted(lambda: loop.run_until_complete(server.run(REQUEST, requests)))
+    server.check_ok()
+
+
+def instructions(rounds: int, requests: int) -> None:
+    """Instructions per request of the stacks without export, and the trace context's share in µs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from uvicorn_inproc import alternating_rounds
+    from uvicorn_inproc import instructions as count
+
+    def one(stack: str) -> float:
+        return count([sys.executable, __file__, "--count-child", stack, "--requests", str(requests)], requests)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one child per core
+        counts = dict(zip(PLAIN_STACKS, pool.map(one, PLAIN_STACKS), strict=True))
+    bare_app = _plain_stacks(_logger())["bare"]
+    bare_us = min(alternating_rounds({"bare": bare_app}, REQUEST, rounds, 2000, time.thread_time)["bare"])
+    rate = counts["bare"] / bare_us  # instructions per µs
+    print(
+        f"uvicorn's httptools protocol in one process, GET /hello with a traceparent and one JSON log line: "
+        f"instructions per request (callgrind, {requests} requests after 300 of warm-up); µs at bare's rate "
+        f"({bare_us:.1f} µs, best of {rounds} timed rounds: {rate / 1000:.2f} k instructions per µs)"
+    )
+    print("| stack | k instructions | extra k instructions over bare | extra µs |")
+    print("|---|---|---|---|")
+    for stack in PLAIN_STACKS:
+        extra = counts[stack] - counts["bare"]
+        print(f"| {stack} | {counts[stack] / 1000:.1f} | {extra / 1000:+.1f} | {extra / rate:+.1f} |")
+    traced = counts["trace_context"] - counts["request_id"]
+    print(
+        f"\ntrace context without export (trace_context - request_id): {traced / 1000:+.1f} k instructions, "
+        f"{traced / rate:+.2f} µs per request (budget 3 µs)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--micro", action="store_true", help="the middleware code alone")
     parser.add_argument("--no-export", action="store_true", help="only the stacks without span export")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per request (valgrind)")
+    parser.add_argument("--count-child", choices=PLAIN_STACKS, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.count_child:
+        count_child(arguments.count_child, arguments.requests)
+        return
+    if arguments.instructions:
+        counted_requests = 500 if arguments.requests == parser.get_default("requests") else arguments.requests
+        instructions(arguments.rounds, counted_requests)
+        return
     if arguments.micro:
         micro(arguments.rounds)
         return

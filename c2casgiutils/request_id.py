@@ -73,6 +73,7 @@ class RequestIdMiddleware:
         self._header_name = self.header.lower().encode("latin-1")
         # The trace context is set here too (inline: no ASGI layer of its own), so both ids are in every log line.
         self._trace = TraceContextMiddleware(app, enabled=tracing)
+        self._tracing = self._trace.enabled
 
     # Inline on purpose (one header scan, the id pool, the send wrapper): a call per request costs as much as its work.
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
@@ -83,6 +84,7 @@ class RequestIdMiddleware:
         name_length = len(header_name)
         request_id = None
         id_seen = False
+        tracing = self._tracing
         parents: list[str] | None = None  # the traceparent and tracestate lines, read in the same scan
         states: list[str] | None = None
         # Inline, one scan for the three headers: a call per request costs as much as the loop. Most headers are
@@ -97,11 +99,11 @@ class RequestIdMiddleware:
                     continue
                 if is_well_formed(given, self.max_length):
                     request_id = given
-            elif size == 11 and name.lower() == b"traceparent":
+            elif size == 11 and tracing and name.lower() == b"traceparent":
                 if parents is None:
                     parents = []
                 parents.append(value.decode("latin-1"))
-            elif size == 10 and name.lower() == b"tracestate":
+            elif size == 10 and tracing and name.lower() == b"tracestate":
                 if states is None:
                     states = []
                 states.append(value.decode("latin-1"))
@@ -134,7 +136,7 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         trace_token = self._trace.enter(scope, (parents, states))
         # No token: tracing is off (the app directly), or spans are exported (the span opened around the app).
-        inner = self.app if trace_token is not None or not self._trace.enabled else self._trace
+        inner = self.app if trace_token is not None or not tracing else self._trace
         try:
             # Sentry can only be initialised once imported: no import (and no cost) for services without it.
             sentry_sdk = sys.modules.get("sentry_sdk")

@@ -21,6 +21,7 @@ from c2casgiutils.tracing._w3c import parse_tracestate, traceparent_fields
 if TYPE_CHECKING:
     from starlette.types import Scope
 
+_new_tuple = tuple.__new__
 Trust = Literal["always", "trusted_proxies", "never"]
 TRUST_VALUES: tuple[Trust, ...] = ("always", "trusted_proxies", "never")
 HeaderLines = tuple[list[str] | None, list[str] | None]
@@ -77,15 +78,11 @@ class InboundPolicy:
             if parents is not None:
                 fields = traceparent_fields(parents[0] if len(parents) == 1 else ",".join(parents))
                 if fields is not None:
-                    return TraceContext(
-                        fields[0],
-                        new_span_id(),
-                        fields[2],
-                        fields[1],
-                        parse_tracestate(states) if states is not None else None,
-                    )
+                    state = parse_tracestate(states) if states is not None else None
+                    # tuple.__new__: the named tuple built in C, a fraction of calling the class.
+                    return _new_tuple(TraceContext, (fields[0], new_span_id(), fields[2], fields[1], state))
         # A trace that starts here is sampled: its log lines record it, and the services it calls may record theirs.
-        return TraceContext(new_trace_id(), new_span_id(), True)
+        return _new_tuple(TraceContext, (new_trace_id(), new_span_id(), True, None, None))
 
     def carries_refused_context(self, scope: Scope) -> bool:
         """Whether the request sends a trace context that this policy does not keep."""

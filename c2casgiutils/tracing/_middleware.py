@@ -55,12 +55,16 @@ class TraceContextMiddleware:
         set: disabled, a scope that is not HTTP or WebSocket, or an HTTP request while spans are exported
         (``__call__`` then opens its span around the app).
         """
-        if not self.enabled or scope["type"] not in _TRACED_TYPES:
+        if not self.enabled:
             return None
-        if _export.ACTIVE is not None and scope["type"] == "http":
+        kind = scope["type"]
+        if kind not in _TRACED_TYPES or (kind == "http" and _export.ACTIVE is not None):
             return None
         context = self.inbound.context(scope, lines)
-        scope.setdefault("state", {})[STATE_KEY] = context
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state[STATE_KEY] = context
         return trace_context_var.set(context)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

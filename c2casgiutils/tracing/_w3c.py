@@ -28,8 +28,8 @@ _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 
 _TRACEPARENT = re.compile(r"[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:(-.*)|[ \t]*)")
-# The usual value: exactly the four fields, nothing around them (checked without groups, then sliced).
-_EXACT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+# The usual value: exactly the four fields, nothing around them (no optional whitespace or future fields to try).
+_EXACT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _EXACT_LENGTH = 55
 # key = lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")
 #     / (lcalpha / DIGIT) 0*240(lcalpha / DIGIT / "_" / "-" / "*" / "/") "@" lcalpha 0*13(lcalpha / DIGIT / ...)
@@ -55,8 +55,9 @@ def parse_traceparent(value: str) -> Traceparent | None:
 
 def traceparent_fields(value: str) -> tuple[str, str, bool] | None:
     """(trace id, parent id, sampled) of a ``traceparent`` value, None when it is invalid (the per-request path)."""
-    if len(value) == _EXACT_LENGTH and _EXACT.fullmatch(value) is not None:
-        version, trace_id, parent_id, flags = value[:2], value[3:35], value[36:52], value[53:]
+    exact = _EXACT.fullmatch(value) if len(value) == _EXACT_LENGTH else None
+    if exact is not None:
+        version, trace_id, parent_id, flags = exact.groups()
     else:
         if len(value) > MAX_TRACEPARENT_LENGTH:
             return None
