@@ -134,7 +134,7 @@ class RequestIdMiddleware:
             return send(message)
 
         token = request_id_var.set(request_id)
-        trace_token = self._trace.enter(scope, (parents, states))
+        trace_token = self._trace.enter(scope, (parents, states)) if tracing else None
         # No token: tracing is off (the app directly), or spans are exported (the span opened around the app).
         inner = self.app if trace_token is not None or not tracing else self._trace
         try:
