@@ -4,17 +4,20 @@ The application is the scaffold's shape: FastAPI with the ``/c2c`` sub-app mount
 every stack serves ``GET /api/hello`` from the trusted proxy 127.0.0.1 (``X-Forwarded-For``, ``-Proto``,
 ``-Host``), through uvicorn's HTTP protocol in one process (``uvicorn_inproc.py``). The middlewares are added
 as ``scaffold/{{cookiecutter.project_slug}}/.../main.py`` adds them, innermost first: the error handler,
-``PrometheusMiddleware``, GZip, CORS, ``ArmorHeaderMiddleware``, TrustedHost, ``RequestIdMiddleware``,
-``ForwardedHeadersMiddleware`` (proxy headers on, CORS origins and allowed hosts set, so every layer is
-there). Stacks:
+``PrometheusMiddleware``, GZip, CORS, ``ArmorHeaderMiddleware``, TrustedHost, ``DrainMiddleware``,
+``ForwardedHeadersMiddleware``, ``RequestIdMiddleware`` (proxy headers on, CORS origins and allowed hosts set, so
+every layer is there). Stacks:
 
 - ``bare``: no middleware; ``noop8``: eight layers that only call the next one;
-- each layer alone (``errors``, ``metrics``, ``gzip``, ``cors``, ``armor``, ``trustedhost``, ``request_id``,
-  ``forwarded``), and its peers alone: ``errors:passthrough`` (a try/except around the app, the least an
-  error handler does), ``metrics:instrumentator`` and ``metrics:starlette-exporter``, ``armor:floor`` (append
-  the 11 default headers as a constant list) and ``armor:secure`` (secure's ``SecureASGIMiddleware``),
-  ``request_id:asgi-correlation-id``, ``forwarded:uvicorn`` (uvicorn's ``ProxyHeadersMiddleware``);
-- ``ours``: our five layers in the scaffold's order, nothing else; ``starlette``: GZip, CORS and TrustedHost
+- each layer alone (``errors``, ``metrics``, ``gzip``, ``cors``, ``armor``, ``trustedhost``, ``drain``,
+  ``forwarded``, ``request_id``: request id and W3C trace context, as shipped), and its peers alone:
+  ``errors:passthrough`` (a try/except around the app, the least an error handler does),
+  ``metrics:instrumentator`` and ``metrics:starlette-exporter``, ``armor:floor`` (append the 11 default headers
+  as a constant list) and ``armor:secure`` (secure's ``SecureASGIMiddleware``), ``request_id:asgi-correlation-id``
+  (request ids only), ``forwarded:uvicorn`` (uvicorn's ``ProxyHeadersMiddleware``); ``request_id:no-trace`` is
+  ``RequestIdMiddleware(tracing=False)`` (``C2C__TRACING__ENABLED=false``), so ``request_id`` minus it is the trace
+  context;
+- ``ours``: our six layers in the scaffold's order, nothing else; ``starlette``: GZip, CORS and TrustedHost
   only; ``scaffold``: the whole stack.
 
 Rounds alternate the stacks (order reversed every other round); a stack's figure is its best round, "extra" is
@@ -44,9 +47,9 @@ from collections.abc import Callable
 from typing import Any
 
 # The scaffold's order, innermost first (the order of its add_middleware calls).
-OURS = ("errors", "metrics", "armor", "request_id", "forwarded")
+OURS = ("errors", "metrics", "armor", "drain", "forwarded", "request_id")
 STARLETTE = ("gzip", "cors", "trustedhost")
-SCAFFOLD = ("errors", "metrics", "gzip", "cors", "armor", "trustedhost", "request_id", "forwarded")
+SCAFFOLD = ("errors", "metrics", "gzip", "cors", "armor", "trustedhost", "drain", "forwarded", "request_id")
 PEERS = (
     "errors:passthrough",
     "metrics:instrumentator",
@@ -54,6 +57,7 @@ PEERS = (
     "armor:floor",
     "armor:secure",
     "request_id:asgi-correlation-id",
+    "request_id:no-trace",
     "forwarded:uvicorn",
 )
 STACKS: dict[str, tuple[str, ...]] = {
@@ -140,7 +144,7 @@ def _add(app: Any, layer: str, registry: Any) -> None:
     from fastapi.middleware.gzip import GZipMiddleware
     from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
-    from c2casgiutils import config, errors, headers, prometheus, request_id
+    from c2casgiutils import config, errors, headers, lifecycle, prometheus, request_id
 
     adders: dict[str, Callable[[], None]] = {
         "noop": lambda: app.add_middleware(Noop),
@@ -159,7 +163,9 @@ def _add(app: Any, layer: str, registry: Any) -> None:
         "trustedhost": lambda: app.add_middleware(
             TrustedHostMiddleware, allowed_hosts=["www.example.com", "127.0.0.1"]
         ),
+        "drain": lambda: app.add_middleware(lifecycle.DrainMiddleware),
         "request_id": lambda: app.add_middleware(request_id.RequestIdMiddleware),
+        "request_id:no-trace": lambda: app.add_middleware(request_id.RequestIdMiddleware, tracing=False),
         "forwarded": lambda: app.add_middleware(
             headers.ForwardedHeadersMiddleware,
             trusted_hosts=["127.0.0.1"],
@@ -276,7 +282,7 @@ def instructions(arguments: argparse.Namespace, stacks: list[str]) -> None:
     if "scaffold" in counts and "starlette" in counts:
         ours = counts["scaffold"] - counts["starlette"]
         print(
-            f"\nscaffold - starlette (our five layers inside the whole stack): {ours / 1000:+.1f} k instructions, "
+            f"\nscaffold - starlette (our six layers inside the whole stack): {ours / 1000:+.1f} k instructions, "
             f"{ours / rate:+.1f} µs"
         )
 
@@ -326,7 +332,7 @@ def main() -> None:
         print(f"| {stack} | {_layers(stack)} | {figures} |")
     if "scaffold" in best and "starlette" in best:
         ours = best["scaffold"] - best["starlette"]
-        print(f"\nscaffold - starlette (our five layers inside the whole stack): {ours:+.1f} µs")
+        print(f"\nscaffold - starlette (our six layers inside the whole stack): {ours:+.1f} µs")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from c2casgiutils import (
     redis_utils,
     sentry,
     tools,
+    tracing,
 )
 from c2casgiutils._app import app, create_app, lifespan, shutdown, startup
 from c2casgiutils._optional import MissingExtraError
@@ -42,4 +43,5 @@ __all__ = [
     "shutdown",
     "startup",
     "tools",
+    "tracing",
 ]

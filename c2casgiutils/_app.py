@@ -10,7 +10,18 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from c2casgiutils import auth, broadcast, config, health_checks, lifecycle, log_levels, logs, prometheus, redis_utils
+from c2casgiutils import (
+    auth,
+    broadcast,
+    config,
+    health_checks,
+    lifecycle,
+    log_levels,
+    logs,
+    prometheus,
+    redis_utils,
+    tracing,
+)
 from c2casgiutils._head import HeadAsGetMiddleware
 from c2casgiutils._mount import MountPathMiddleware
 from c2casgiutils._version import __version__
@@ -47,6 +58,7 @@ def create_app() -> FastAPI:
         docs_url=f"{prefix}/docs",
         redoc_url=f"{prefix}/redoc",
         openapi_url=f"{prefix}/openapi.json",
+        **tracing.mounted_app_options(),  # the request's server span is the one of the app it is mounted in
     )
     for router, path, tag in ROUTERS:
         sub_app.include_router(router, prefix=prefix + path, tags=[tag])
@@ -60,15 +72,16 @@ app = create_app()
 
 
 async def startup(main_app: FastAPI | None = None) -> None:
-    """Start what the package needs: settings checks, broadcast listener, logging overrides.
+    """Start what the package needs: settings checks, span export, broadcast listener, logging overrides.
 
-    Call it from the service's lifespan; :func:`shutdown` closes what it opened.
+    Call it from the service's lifespan (in each worker); :func:`shutdown` closes what it opened.
     """
     del main_app  # kept for the documented signature; nothing is attached to the main app
     _begin_availability()
     auth.check_settings()
     logs.mask_access_log_secrets()
     logs.skip_access_log_paths(config.settings.access_log.skip_paths)
+    tracing.start_export()  # with the otel extra and OTEL_EXPORTER_OTLP_ENDPOINT set; nothing otherwise
     await broadcast.startup()
     await log_levels.startup()
     await tools_debug.startup()
@@ -93,11 +106,12 @@ _LIVENESS = lifecycle.LivenessState()
 async def shutdown(main_app: FastAPI | None = None) -> None:
     """Stop the broadcast listener, close the Redis connections opened by :func:`startup`, leave the instance.
 
-    The built-in probes registered by :func:`startup` are removed.
+    The queued spans are sent; the built-in probes registered by :func:`startup` are removed.
     """
     del main_app
     await broadcast.shutdown()
     await redis_utils.cleanup()
+    await tracing.stop_export()
     _PROCESS_AVAILABILITY.end()
     health_checks.FACTORY.remove(_READINESS)
     health_checks.FACTORY.remove(_LIVENESS)

@@ -25,9 +25,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from c2casgiutils._metrics_memory import Help, RequestMetrics
 from c2casgiutils._optional import require
 from c2casgiutils.route_templates import PATH_CACHE_SIZE, RouteTemplates
+from c2casgiutils.tracing import exemplar_of
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from c2casgiutils._metrics_exemplars import ExemplarFile
+    from c2casgiutils.tracing import TraceContext
 
 HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10, 30, 60)
 LOWR_BUCKETS = (0.1, 0.5, 1)
@@ -110,9 +114,12 @@ class _Histogram(NamedTuple):
     bounds: tuple[float, ...]
     buckets: tuple[_Slot, ...]
 
-    def observe(self, amount: float) -> None:
+    def observe(self, amount: float) -> int:
+        """Count ``amount``; the index of its bucket."""
         self.total.add(amount)
-        self.buckets[bisect.bisect_left(self.bounds, amount)].add(1.0)
+        index = bisect.bisect_left(self.bounds, amount)
+        self.buckets[index].add(1.0)
+        return index
 
 
 class _Children(NamedTuple):
@@ -147,12 +154,20 @@ class _MmapRecorder:
         self._files: dict[str, Any] = {}
         self._children: dict[tuple[str, str, str], _Children] = {}
         self._highr: _Histogram | None = None
+        self._exemplars: ExemplarFile | None = None
+        self._exemplar_series: dict[tuple[str, tuple[tuple[str, str], ...]], int | None] = {}
+        self._exemplar_slots: dict[tuple[Any, ...], tuple[int | None, int | None, int | None]] = {}
 
     def _open(self) -> None:
         for file in self._files.values():
             file.close()
         self._files.clear()
         self._children.clear()
+        if self._exemplars is not None:
+            self._exemplars.close()
+            self._exemplars = None
+        self._exemplar_series.clear()
+        self._exemplar_slots.clear()
         self._pid = os.getpid()
         self._highr = self._histogram(
             f"{self._prefix}http_request_duration_highr_seconds", HIGHR_HELP, {}, self._highr_bounds
@@ -197,8 +212,16 @@ class _MmapRecorder:
             self._histogram(lowr, LOWR_HELP, {"method": method, "handler": handler}, self._lowr_bounds),
         )
 
-    def record(self, key: tuple[str, str, str], request_size: int, response_size: int, duration: float) -> None:
-        """One request ended (begun with ``begin``): ``key`` is (handler, method, status)."""
+    def record(
+        self,
+        key: tuple[str, str, str],
+        request_size: int,
+        response_size: int,
+        duration: float,
+        exemplar: TraceContext | None = None,
+    ) -> None:
+        """One request ended (begun with ``begin``): ``key`` is (handler, method, status); ``exemplar``: its sampled
+        trace, if any."""
         self._inprogress.dec()
         with self._lock:
             if self._pid != os.getpid():
@@ -213,9 +236,57 @@ class _MmapRecorder:
             children.response_count.add(1.0)
             if response_size:
                 children.response_sum.add(response_size)
-            if self._highr is not None:
-                self._highr.observe(duration)
-            children.lowr.observe(duration)
+            highr_bucket = self._highr.observe(duration) if self._highr is not None else -1
+            lowr_bucket = children.lowr.observe(duration)
+            if exemplar is not None and highr_bucket >= 0:
+                self._record_exemplar(key, highr_bucket, lowr_bucket, duration, exemplar)
+
+    def _record_exemplar(
+        self, key: tuple[str, str, str], highr_bucket: int, lowr_bucket: int, duration: float, exemplar: TraceContext
+    ) -> None:
+        """The request's trace as the newest exemplar of its counter and of its two duration buckets."""
+        slots = self._exemplar_slots.get((key, highr_bucket, lowr_bucket))
+        if slots is None:
+            slots = self._exemplar_slots[(key, highr_bucket, lowr_bucket)] = self._allocate_exemplars(
+                key, highr_bucket, lowr_bucket
+            )
+        exemplars = self._exemplars
+        assert exemplars is not None
+        trace_id, span_id = bytes.fromhex(exemplar.trace_id), bytes.fromhex(exemplar.span_id)
+        now = time.time()
+        total, lowr, highr = slots
+        if total is not None:
+            exemplars.write(total, 1.0, now, trace_id, span_id)
+        if lowr is not None:
+            exemplars.write(lowr, duration, now, trace_id, span_id)
+        if highr is not None:
+            exemplars.write(highr, duration, now, trace_id, span_id)
+
+    def _allocate_exemplars(
+        self, key: tuple[str, str, str], highr_bucket: int, lowr_bucket: int
+    ) -> tuple[int | None, int | None, int | None]:
+        """The exemplar slots of the series a request counts in: its counter and its two duration buckets."""
+        from prometheus_client.utils import floatToGoString  # noqa: PLC0415
+
+        from c2casgiutils._metrics_exemplars import ExemplarFile  # noqa: PLC0415
+
+        if self._exemplars is None:
+            self._exemplars = ExemplarFile(self._directory)
+        handler, method, status = key
+        prefix = self._prefix
+        lowr_le: str = floatToGoString(self._lowr_bounds[lowr_bucket])  # type: ignore[no-untyped-call]
+        highr_le: str = floatToGoString(self._highr_bounds[highr_bucket])  # type: ignore[no-untyped-call]
+        slots = []
+        for name, labels in (
+            (f"{prefix}http_requests_total", {"method": method, "status": status, "handler": handler}),
+            (f"{prefix}http_request_duration_seconds_bucket", {"method": method, "handler": handler, "le": lowr_le}),
+            (f"{prefix}http_request_duration_highr_seconds_bucket", {"le": highr_le}),
+        ):
+            series = (name, tuple(sorted(labels.items())))
+            if series not in self._exemplar_series:  # a bucket's series is shared by the statuses of a handler
+                self._exemplar_series[series] = self._exemplars.allocate(name, labels)
+            slots.append(self._exemplar_series[series])
+        return slots[0], slots[1], slots[2]
 
 
 def _recorder(
@@ -311,7 +382,9 @@ class PrometheusMiddleware:
                     if name == b"content-length":
                         request_size = _int(value)
                         break
-                recorder.record((handler, scope["method"], status_label), request_size, response_size, duration)
+                recorder.record(
+                    (handler, scope["method"], status_label), request_size, response_size, duration, exemplar_of(scope)
+                )
 
 
 def _int(value: bytes) -> int:

@@ -3,7 +3,9 @@
 prometheus_client's metric objects take a lock and check that they are observable for each of the ~10 values
 a request changes (about 3.3 µs a request with the instrumentator's default series); here one lock covers
 them all (under 1 µs). The collector yields the samples prometheus_client's Counter, Summary, Histogram and
-Gauge would (names, label order, ``_created`` series, cumulative buckets), so the exposition is the same.
+Gauge would (names, label order, ``_created`` series, cumulative buckets, the newest exemplar of the counter and of
+each bucket), so the exposition is the same. An exemplar is kept as the request's trace context, made into
+prometheus_client's exemplar only when collected: a request pays a tuple, not the label dict.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from c2casgiutils.tracing import TraceContext
+
+# The newest exemplar of a counter or a bucket: (trace context, observed value, time.time()).
+_Exemplar = tuple["TraceContext", float, float]
+
+
+_time = time.time
 
 
 class Help(NamedTuple):
@@ -29,12 +40,13 @@ class Help(NamedTuple):
 
 
 class _Histogram:
-    __slots__ = ("counts", "created", "sum")
+    __slots__ = ("counts", "created", "exemplars", "sum")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0.0] * buckets
         self.sum = 0.0
         self.created = time.time()
+        self.exemplars: list[_Exemplar | None] = [None] * buckets
 
 
 class _Summary:
@@ -47,11 +59,12 @@ class _Summary:
 
 
 class _Counter:
-    __slots__ = ("created", "value")
+    __slots__ = ("created", "exemplar", "value")
 
     def __init__(self) -> None:
         self.value = 0.0
         self.created = time.time()
+        self.exemplar: _Exemplar | None = None
 
 
 class _Children(NamedTuple):
@@ -102,12 +115,24 @@ class RequestMetrics:
         with self._lock:
             self._ended += 1
 
-    def record(self, key: tuple[str, str, str], request_size: int, response_size: int, duration: float) -> None:
-        """One request ended (begun with ``begin``): ``key`` is (handler, method, status)."""
+    def record(
+        self,
+        key: tuple[str, str, str],
+        request_size: int,
+        response_size: int,
+        duration: float,
+        exemplar: TraceContext | None = None,
+    ) -> None:
+        """One request ended (begun with ``begin``): ``key`` is (handler, method, status); ``exemplar``: its sampled
+        trace, if any (the newest exemplar of its counter and of its two duration buckets)."""
         children = self._children.get(key) or self._label_children(key)
         highr = self._highr
         highr_bucket = bisect.bisect_left(self._highr_bounds, duration)
         lowr_bucket = bisect.bisect_left(self._lowr_bounds, duration)
+        if exemplar is not None:
+            now = _time()
+            counted: _Exemplar = (exemplar, 1.0, now)
+            observed: _Exemplar = (exemplar, duration, now)
         with self._lock:
             self._ended += 1
             children.total.value += 1.0
@@ -122,6 +147,10 @@ class RequestMetrics:
             lowr = children.lowr
             lowr.counts[lowr_bucket] += 1.0
             lowr.sum += duration
+            if exemplar is not None:
+                children.total.exemplar = counted
+                highr.exemplars[highr_bucket] = observed
+                lowr.exemplars[lowr_bucket] = observed
 
     def describe(self) -> list[Any]:
         """The families without samples: what the registry checks for duplicate names."""
@@ -154,7 +183,8 @@ class RequestMetrics:
             inprogress.add_sample(inprogress.name, {}, self._in_progress())
             for (method, status, handler), counter in self._totals.items():
                 labels = {"method": method, "status": status, "handler": handler}
-                total.add_sample(f"{total.name}_total", labels, counter.value)
+                exemplar = _client_exemplar(counter.exemplar)
+                total.add_sample(f"{total.name}_total", labels, counter.value, exemplar=exemplar)
                 if created:
                     total.add_sample(f"{total.name}_created", labels, counter.created)
             for family, summaries in ((request_size, self._request_sizes), (response_size, self._response_sizes)):
@@ -170,12 +200,23 @@ class RequestMetrics:
         yield from (inprogress, total, request_size, response_size, highr, lowr)
 
 
+def _client_exemplar(exemplar: _Exemplar | None) -> Any:
+    """prometheus_client's exemplar of a kept one (served in the OpenMetrics format only), None for none."""
+    if exemplar is None:
+        return None
+    from prometheus_client.samples import Exemplar  # noqa: PLC0415
+
+    context, value, timestamp = exemplar
+    return Exemplar({"trace_id": context.trace_id, "span_id": context.span_id}, value, timestamp)
+
+
 def _add_histogram(family: Any, labels: dict[str, str], histogram: _Histogram, les: list[str], created: bool) -> None:
     """The samples of one histogram child, as prometheus_client's Histogram gives them (cumulative buckets)."""
     cumulative = 0.0
-    for le, count in zip(les, histogram.counts, strict=True):
+    for le, count, exemplar in zip(les, histogram.counts, histogram.exemplars, strict=True):
         cumulative += count
-        family.add_sample(f"{family.name}_bucket", {**labels, "le": le}, cumulative)
+        bucket_labels = {**labels, "le": le}
+        family.add_sample(f"{family.name}_bucket", bucket_labels, cumulative, exemplar=_client_exemplar(exemplar))
     family.add_sample(f"{family.name}_count", labels, cumulative)
     family.add_sample(f"{family.name}_sum", labels, histogram.sum)
     if created:

@@ -9,7 +9,9 @@ summaries of dead pids are kept so that totals stay monotonic.
 
 Each worker also leaves a marker file (``c2c-worker-<pid>.pid``, not a ``.db`` file, so prometheus_client
 ignores it): the serving process exposes the process metrics (``process_*``) of every live worker that has a
-file, labelled by ``pid``, read from ``/proc/<pid>``.
+file, labelled by ``pid``, read from ``/proc/<pid>``. The exemplar files of the workers
+(``c2c-exemplars-<pid>.bin``, see ``_metrics_exemplars``) give the request series their newest exemplar among
+the live workers, served in the OpenMetrics format; a dead worker's file is removed with its live gauges.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from c2casgiutils import _metrics_exemplars
 from c2casgiutils._pids import pid_alive
 
 _LOGGER = logging.getLogger(__name__)
 
 WORKER_MARKER = "c2c-worker-{pid}.pid"
-_FILE_PID = re.compile(r"^(?:[a-z]+_(?:[a-z]+_)?(\d+)\.db|c2c-worker-(\d+)\.pid)$")
+_FILE_PID = re.compile(r"^(?:[a-z]+_(?:[a-z]+_)?(\d+)\.db|c2c-worker-(\d+)\.pid|c2c-exemplars-(\d+)\.bin)$")
+_PER_WORKER_PREFIXES = ("c2c-worker-", _metrics_exemplars.FILE_PREFIX)  # files that go when their worker dies
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
 
@@ -41,7 +45,7 @@ def _files_by_pid(directory: str) -> dict[int, list[str]]:
     for name in names:
         match = _FILE_PID.match(name)
         if match:
-            by_pid.setdefault(int(match.group(1) or match.group(2)), []).append(name)
+            by_pid.setdefault(int(match.group(1) or match.group(2) or match.group(3)), []).append(name)
     return by_pid
 
 
@@ -56,7 +60,7 @@ def _remove(path: str) -> None:
 
 
 def mark_dead_processes(directory: str) -> tuple[set[int], set[int]]:
-    """Mark every dead pid of ``directory`` dead: remove its live gauges and its marker, keep its counters.
+    """Mark every dead pid of ``directory`` dead: remove its live gauges, marker and exemplars, keep its counters.
 
     Returns (live pids, dead pids that still had live gauges or a marker).
     """
@@ -67,7 +71,7 @@ def mark_dead_processes(directory: str) -> tuple[set[int], set[int]]:
         if pid == own or pid_alive(pid):
             live.add(pid)
             continue
-        removable = [name for name in names if _LIVE_GAUGE.match(name) or name.startswith("c2c-worker-")]
+        removable = [name for name in names if _LIVE_GAUGE.match(name) or name.startswith(_PER_WORKER_PREFIXES)]
         if removable:
             dead.add(pid)
         for name in removable:
@@ -132,7 +136,9 @@ class LiveMultiProcessCollector:
         live, _ = mark_dead_processes(self.directory)
         files = glob.glob(os.path.join(self.directory, "*.db"))
         merge: Any = multiprocess.MultiProcessCollector.merge  # untyped in prometheus_client
-        yield from merge(files, accumulate=True)
+        yield from _metrics_exemplars.attach(
+            merge(files, accumulate=True), _metrics_exemplars.newest(self.directory, live)
+        )
         if self.process_metrics:
             yield from self._per_pid_process_metrics(sorted(live))
             yield from self._platform_collector.collect()

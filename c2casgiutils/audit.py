@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
-import importlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.exceptions import HTTPException
 
-from c2casgiutils import _counters, config, request_id
+from c2casgiutils import _counters, config, request_id, tracing
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -96,21 +94,12 @@ def is_recorded(connection: HTTPConnection) -> bool:
 # ---------------------------------------------------------------------------------------------- ids
 
 
-@functools.cache
-def _trace_ids_function() -> Callable[[], tuple[str | None, str | None]] | None:
-    """``c2casgiutils.tracing.log_ids`` once the tracing package exists (W3C trace context), else None."""
-    try:
-        tracing = importlib.import_module("c2casgiutils.tracing")
-    except ImportError:
-        return None
-    function: Callable[[], tuple[str | None, str | None]] | None = getattr(tracing, "log_ids", None)
-    return function
-
-
-def _trace_id() -> str | None:
-    """The one place the trace id of an event is filled."""
-    log_ids = _trace_ids_function()
-    return None if log_ids is None else log_ids()[0]
+def _trace_id(connection: HTTPConnection | None) -> str | None:
+    """The one place the trace id of an event is filled: the request's W3C trace id (of the log lines too)."""
+    current = tracing.log_ids()[0]
+    if current is None and connection is not None:
+        current = getattr(getattr(connection.state, tracing.STATE_KEY, None), "trace_id", None)
+    return current
 
 
 def _request_id(connection: HTTPConnection | None) -> str | None:
@@ -150,7 +139,7 @@ def record(
         "actor": actor,
         "client": client,
         "request_id": _request_id(connection),
-        "trace_id": _trace_id(),
+        "trace_id": _trace_id(connection),
         **details,
     }
     if connection is not None:

@@ -576,6 +576,22 @@ class RequestId(BaseModel):
     )
 
 
+class Tracing(BaseModel):
+    """W3C trace context: read from callers, passed on to the services called, in logs and errors."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Read and pass on the W3C trace context (traceparent, tracestate) and put trace ids in logs "
+        "and errors; false keeps request ids only",
+    )
+    trust_inbound: Literal["always", "trusted_proxies", "never"] = Field(
+        default="always",
+        description="Whose trace context is continued: 'always' every caller's, 'trusted_proxies' only a "
+        "request whose direct peer is in C2C__PROXY_HEADERS__TRUSTED_HOSTS, 'never' (every request starts a new "
+        "trace). Export of spans is configured by the standard OTEL_* variables (docs/tracing.md)",
+    )
+
+
 class Versions(BaseModel):
     """What ``/c2c/versions`` reports as the service's own version."""
 
@@ -660,6 +676,7 @@ class Settings(BaseSettings):
     health_checks: HealthChecks = Field(default_factory=HealthChecks)
     broadcast: Broadcast = Field(default_factory=Broadcast)
     request_id: RequestId = Field(default_factory=RequestId)
+    tracing: Tracing = Field(default_factory=Tracing)
     versions: Versions = Field(default_factory=Versions)
     shutdown: Shutdown = Field(default_factory=Shutdown)
     access_log: AccessLog = Field(default_factory=AccessLog)

@@ -1,13 +1,14 @@
-"""JSON error responses (RFC 9457 ``application/problem+json``) for unhandled exceptions.
+"""JSON error responses (RFC 9457 ``application/problem+json``) for unhandled exceptions, and optionally 4xx.
 
 ``ErrorResponseMiddleware`` is pure ASGI: it catches an exception escaping the application, logs it
-(with the request id), and answers ``500`` with ``{"type", "title", "status", "request_id"}``. Only a
-caller with admin access (``auth.has_admin_access``) also gets the exception and its traceback: the
-others learn nothing about the code. When the response had already started, the exception is re-raised
-so the server aborts the connection (a half-sent body cannot be replaced).
+(with the request id and trace id), and answers ``500`` with ``{"type", "title", "status", "request_id",
+"trace_id"}``. Only a caller with admin access (``auth.has_admin_access``) also gets the exception and its
+traceback: the others learn nothing about the code. When the response had already started, the exception is
+re-raised so the server aborts the connection (a half-sent body cannot be replaced).
 
 With FastAPI or Starlette call :func:`install_error_handlers`; it adds the middleware inside Starlette's
-own error middleware, where route exceptions arrive first.
+own error middleware, where route exceptions arrive first. With ``client_errors=True`` it also answers
+``HTTPException`` (a 404 raised by a route...) and request validation errors (422) as problem documents.
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import logging
 import re
 import traceback
 from collections.abc import Awaitable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
 
 from c2casgiutils import auth, config
 from c2casgiutils.request_id import request_id_var
+from c2casgiutils.tracing import STATE_KEY, trace_context_var
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from starlette.applications import Starlette
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -56,15 +63,36 @@ async def _is_admin(scope: Scope) -> bool:
     return bool(answer)
 
 
+def _ids(scope: Scope) -> dict[str, Any]:
+    """``request_id`` and ``trace_id`` of the request: from the context, else from the scope's state.
+
+    The state still has them when the middlewares that set the context are inside this one and already unwound.
+    """
+    state = scope.get("state") or {}
+    trace = trace_context_var.get() or state.get(STATE_KEY)
+    return {
+        "request_id": request_id_var.get() or state.get("request_id"),
+        "trace_id": trace.trace_id if trace is not None else None,
+    }
+
+
+def problem(status: int, detail: Any = None, scope: Scope | None = None, **extra: Any) -> dict[str, Any]:
+    """A problem document (``about:blank`` type, the status's phrase as title) with the request's ids."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Client Error" if status < 500 else "Server Error"
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extra)
+    body.update(_ids(scope or {}))
+    return body
+
+
 def problem_body(scope: Scope, error: BaseException, *, with_traceback: bool) -> dict[str, Any]:
     """The problem document of an unhandled exception."""
-    request_id = request_id_var.get() or scope.get("state", {}).get("request_id")
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": "Internal Server Error",
-        "status": 500,
-        "request_id": request_id,
-    }
+    body = problem(500, scope=scope)
     if with_traceback:
         body["detail"] = f"{type(error).__qualname__}: {error}"
         body["traceback"] = traceback.format_exception(error)
@@ -117,10 +145,42 @@ class ErrorResponseMiddleware:
             await send({"type": "http.response.body", "body": encoded})
 
 
-def install_error_handlers(app: Starlette) -> None:
+def _problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body, default=str).encode(),
+        status_code=body["status"],
+        headers=headers,
+        media_type=PROBLEM_CONTENT_TYPE,
+    )
+
+
+async def http_exception_problem(request: Request, error: Exception) -> Response:
+    """Exception handler: an ``HTTPException`` as a problem document, with its status, detail and headers."""
+    assert isinstance(error, HTTPException)
+    if error.status_code in (204, 304):  # no body allowed: as Starlette's own handler does
+        return Response(status_code=error.status_code, headers=error.headers)
+    return _problem_response(problem(error.status_code, error.detail, request.scope), error.headers)
+
+
+async def validation_error_problem(request: Request, error: Exception) -> Response:
+    """Exception handler: FastAPI's request validation error as a 422 problem document listing the errors."""
+    from fastapi.encoders import jsonable_encoder  # noqa: PLC0415
+
+    errors = jsonable_encoder(getattr(error, "errors", list)())
+    return _problem_response(problem(422, "The request is not valid: see errors", request.scope, errors=errors))
+
+
+def install_error_handlers(app: Starlette, *, client_errors: bool = False) -> None:
     """Make unhandled exceptions of a FastAPI/Starlette app answer ``application/problem+json``.
 
+    ``client_errors``: also answer ``HTTPException`` (any status a route raises on purpose) and FastAPI's request
+    validation errors (422, the errors listed in ``errors``) as problem documents, with the request and trace ids.
     Call it before the app starts (like ``add_middleware``); middlewares added afterwards (such as
     ``RequestIdMiddleware``) wrap it, so the error is logged with the request id.
     """
     app.add_middleware(ErrorResponseMiddleware)
+    if client_errors:
+        from fastapi.exceptions import RequestValidationError  # noqa: PLC0415
+
+        app.add_exception_handler(HTTPException, http_exception_problem)
+        app.add_exception_handler(RequestValidationError, validation_error_problem)

@@ -1,16 +1,15 @@
-"""JSON logs for production: one JSON object per line, with the request id.
+"""JSON logs for production: one JSON object per line, with the request id and the trace ids.
 
-Use it from a logging configuration (for uvicorn ``--log-config``)::
+Use it from a logging configuration (for uvicorn ``--log-config``); the formatter alone is enough::
 
     formatters:
       json: {"()": c2casgiutils.logs.JsonFormatter}
-    filters:
-      request_id: {"()": c2casgiutils.logs.RequestIdFilter}
     handlers:
       console:
         class: logging.StreamHandler
         formatter: json
-        filters: [request_id]
+
+:class:`RequestIdFilter` puts the same fields on the records for text formats (``%(trace_id)s``).
 
 :func:`c2casgiutils.startup` also puts :class:`QuerySecretsFilter` on uvicorn's access logger, so that a
 ``?secret=`` (or any credential-like query parameter) never reaches the access log in clear, and a
@@ -27,6 +26,7 @@ from typing import Any
 
 from c2casgiutils._sensitive import mask_path_with_query
 from c2casgiutils.request_id import RequestIdFilter, request_id_var
+from c2casgiutils.tracing import log_ids
 
 __all__ = [
     "JsonFormatter",
@@ -46,6 +46,8 @@ _STANDARD_ATTRIBUTES = frozenset(
         "message",
         "asctime",
         "request_id",
+        "trace_id",
+        "span_id",
         "taskName",
         "color_message",  # uvicorn duplicates its messages with ANSI colours
     }
@@ -59,25 +61,35 @@ def _jsonable(value: Any) -> Any:
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as one JSON object: time, level, logger, message, request_id, and extras.
+    """Format a record as one JSON object: time, level, logger, message, request_id, trace_id, span_id, extras.
 
     ``exception`` holds the formatted traceback when there is one; values given with ``extra=`` are added
-    as keys (non JSON values as their repr). The request id comes from the record (set by
-    :class:`RequestIdFilter`) or from the current request context.
+    as keys (non JSON values as their repr). The ids come from the record (set by :class:`RequestIdFilter`)
+    or from the current request context: ``trace_id`` (32 hex) and ``span_id`` (16 hex) are the request's
+    trace and this service's span for it, null outside a request.
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        request_id = getattr(record, "request_id", None)
+        # The record's own fields (set by RequestIdFilter or extra=), read from its dict: a getattr() that misses
+        # raises and catches an AttributeError, which cost more than the rest of the ids together.
+        fields = vars(record)
+        request_id = fields.get("request_id")
         if request_id is None:
             request_id = request_id_var.get()
+        trace_id = fields.get("trace_id")
+        span_id = fields.get("span_id")
+        if trace_id is None:
+            trace_id, span_id = log_ids()
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
             "request_id": request_id,
+            "trace_id": trace_id,
+            "span_id": span_id,
         }
-        for key, value in vars(record).items():
+        for key, value in fields.items():
             if key not in _STANDARD_ATTRIBUTES and key not in entry:
                 entry[key] = _jsonable(value)
         if record.exc_info:

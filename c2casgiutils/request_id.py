@@ -4,7 +4,8 @@
 malformed or oversized value is replaced by a fresh random id, so a client cannot inject arbitrary text
 into the logs. The id is returned in the response, stored in ``request.state.request_id`` and in a
 contextvar that :class:`RequestIdFilter` copies onto every log record, and that :func:`outgoing_headers`
-and :func:`async_client` forward to the services we call.
+and :func:`async_client` forward to the services we call. Inside it, :class:`~c2casgiutils.tracing.
+TraceContextMiddleware` sets the W3C trace context, which the same helpers pass on (``traceparent``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from c2casgiutils import config
 from c2casgiutils._random_tokens import TokenPool
+from c2casgiutils.tracing import TraceContextMiddleware, add_trace_headers, log_ids, trace_context_var, trace_headers
 
 if TYPE_CHECKING:
     import httpx
@@ -57,32 +59,54 @@ class RequestIdMiddleware:
     """Give every HTTP and WebSocket request an id and return it in the response header.
 
     The header name and the longest id kept are ``settings.request_id.header`` and ``.max_length``, read when
-    the middleware is built (``header`` and ``max_length`` override them).
+    the middleware is built (``header`` and ``max_length`` override them). The W3C trace context is set too,
+    unless ``settings.tracing.enabled`` (or ``tracing``, which overrides it) is false.
     """
 
-    def __init__(self, app: ASGIApp, header: str | None = None, max_length: int | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, header: str | None = None, max_length: int | None = None, tracing: bool | None = None
+    ) -> None:
         self.app = app
         options = config.settings.request_id
         self.header = options.header if header is None else header
         self.max_length = options.max_length if max_length is None else max_length
         self._header_name = self.header.lower().encode("latin-1")
+        # The trace context is set here too (inline: no ASGI layer of its own), so both ids are in every log line.
+        self._trace = TraceContextMiddleware(app, enabled=tracing)
+        self._tracing = self._trace.enabled
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    # Inline on purpose (one header scan, the id pool, the send wrapper): a call per request costs as much as its work.
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: PLR0912, PLR0915
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         header_name = self._header_name
         name_length = len(header_name)
         request_id = None
-        for name, value in scope.get("headers", ()):  # inline: a call per request costs as much as the loop
-            if len(name) == name_length and name.lower() == header_name:
+        id_seen = False
+        tracing = self._tracing
+        parents: list[str] | None = None  # the traceparent and tracestate lines, read in the same scan
+        states: list[str] | None = None
+        # Inline, one scan for the three headers: a call per request costs as much as the loop. Most headers are
+        # none of them: their length alone says so, no lower().
+        for name, value in scope.get("headers", ()):
+            size = len(name)
+            if size == name_length and not id_seen and name.lower() == header_name:
+                id_seen = True  # the first line only
                 try:
                     given = bytes(value).decode("ascii")
                 except UnicodeDecodeError:
-                    break
+                    continue
                 if is_well_formed(given, self.max_length):
                     request_id = given
-                break
+            elif size == 11 and tracing and name.lower() == b"traceparent":
+                if parents is None:
+                    parents = []
+                parents.append(value.decode("latin-1"))
+            elif size == 10 and tracing and name.lower() == b"tracestate":
+                if states is None:
+                    states = []
+                states.append(value.decode("latin-1"))
         if request_id is None:
             try:
                 request_id = _IDS.pop()
@@ -110,35 +134,48 @@ class RequestIdMiddleware:
             return send(message)
 
         token = request_id_var.set(request_id)
+        trace_token = self._trace.enter(scope, (parents, states)) if tracing else None
+        # No token: tracing is off (the app directly), or spans are exported (the span opened around the app).
+        inner = self.app if trace_token is not None or not tracing else self._trace
         try:
             # Sentry can only be initialised once imported: no import (and no cost) for services without it.
             sentry_sdk = sys.modules.get("sentry_sdk")
             if sentry_sdk is None or not sentry_sdk.get_client().is_active():
-                await self.app(scope, receive, send_with_id)
+                await inner(scope, receive, send_with_id)
             else:
                 # A scope of its own, so the tag never leaks to other requests of the process.
                 with sentry_sdk.isolation_scope() as sentry_scope:
                     sentry_scope.set_tag("request_id", request_id)
-                    await self.app(scope, receive, send_with_id)
+                    await inner(scope, receive, send_with_id)
         finally:
+            if trace_token is not None:
+                trace_context_var.reset(trace_token)
             request_id_var.reset(token)
 
 
 class RequestIdFilter(logging.Filter):
-    """Put ``request_id`` on every record (None outside a request), for formatters to show it.
+    """Put ``request_id``, ``trace_id`` and ``span_id`` on every record (None outside a request), for text formats.
 
-    Attach it to handlers (``handler.addFilter``) so records of every logger get the field.
+    Attach it to handlers (``handler.addFilter``) so records of every logger get the fields (``%(trace_id)s``).
+    The JSON formatter needs no filter: it reads them itself.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
+        if getattr(record, "trace_id", None) is None:
+            record.trace_id, record.span_id = log_ids()
         return True
 
 
 def outgoing_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
-    """``headers`` plus the current request id, to pass along on a call to another service."""
-    result = dict(headers or {})
+    """``headers`` plus the current request id and trace context, to pass along on a call to another service.
+
+    A ``traceparent`` or ``tracestate`` given in ``headers`` wins.
+    """
+    given = {name.lower() for name in headers or ()}
+    result = {name: value for name, value in trace_headers().items() if name not in given}
+    result.update(headers or {})
     request_id = request_id_var.get()
     if request_id is not None:
         result[config.settings.request_id.header] = request_id
@@ -153,12 +190,13 @@ async def _add_request_id(request: httpx.Request) -> None:
 
 
 def async_client(**kwargs: Any) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` that forwards the current request id on every request it sends.
+    """An ``httpx.AsyncClient`` that forwards the current request id and trace context on every request it sends.
 
-    The id is read when each request is sent, so one client can be shared by all requests.
+    They are read when each request is sent, so one client can be shared by all requests; a header the caller
+    sets wins.
     """
     import httpx  # noqa: PLC0415  # imported here so the module stays light for logging configs
 
     hooks: dict[str, list[Any]] = {key: list(value) for key, value in kwargs.pop("event_hooks", {}).items()}
-    hooks.setdefault("request", []).insert(0, _add_request_id)
+    hooks.setdefault("request", [])[:0] = [_add_request_id, add_trace_headers]
     return httpx.AsyncClient(event_hooks=hooks, **kwargs)

@@ -22,11 +22,21 @@ SECRET = "admin-test-secret-with-enough-length-0123456789"
 
 
 class UvicornService:
-    """``uvicorn tests.admin_apps.service:app`` on a free port, JSON logs captured in a file."""
+    """``uvicorn tests.admin_apps.service:app`` (or ``app``) on a free port, JSON logs captured in a file."""
 
-    def __init__(self, env: dict[str, str] | None = None, workers: int = 1) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+        *,
+        app: str = "tests.admin_apps.service:app",
+        log_config: Path = LOG_CONFIG,
+        log_path: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
+        self.app = app
+        self.log_config = log_config
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -36,7 +46,11 @@ class UvicornService:
             "C2C__PROMETHEUS__PORT": "",
             **(env or {}),
         }
-        self.log_file = tempfile.NamedTemporaryFile(prefix="c2c-admin-", suffix=".log", delete=False)  # noqa: SIM115
+        self.log_file: Any = (
+            log_path.open("wb")  # noqa: SIM115 - closed by close()
+            if log_path is not None
+            else tempfile.NamedTemporaryFile(prefix="c2c-admin-", suffix=".log", delete=False)  # noqa: SIM115
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> UvicornService:
@@ -55,13 +69,13 @@ class UvicornService:
             sys.executable,
             "-m",
             "uvicorn",
-            "tests.admin_apps.service:app",
+            self.app,
             "--host",
             "127.0.0.1",
             "--port",
             str(self.port),
             "--log-config",
-            str(LOG_CONFIG),
+            str(self.log_config),
             "--timeout-graceful-shutdown",
             "5",
         ]

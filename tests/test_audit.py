@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +15,15 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from c2casgiutils import audit, config, logs, request_id
+from c2casgiutils import audit, config, logs, request_id, tracing
 from c2casgiutils.headers import ForwardedHeadersMiddleware
 from tests.auth_fixtures import *  # noqa: F403 # the fixtures
 from tests.auth_fixtures import JWT_SECRET, SECRET, client_for, make_service
 from tests.fake_github import FakeGitHub
 from tests.test_auth_github import github_login
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
 class AuditLog:
@@ -91,7 +95,7 @@ def test_a_record_has_the_core_fields_as_json_keys(audit_log: AuditLog, settings
 
     app.add_middleware(request_id.RequestIdMiddleware)
     with TestClient(app, client=("192.0.2.7", 1234)) as client:
-        response = client.get("/act")
+        response = client.get("/act", headers={"traceparent": TRACEPARENT})
     (entry,) = audit_log.json()
     assert entry["logger"] == "c2casgiutils.audit"
     assert entry["level"] == "INFO"
@@ -101,13 +105,47 @@ def test_a_record_has_the_core_fields_as_json_keys(audit_log: AuditLog, settings
         "actor": "alice",
         "client": "192.0.2.7",
         "request_id": response.headers["X-Request-ID"],
-        "trace_id": entry["trace_id"],  # filled once tracing exists: None before, the request's trace id after
+        "trace_id": TRACE_ID,  # the W3C trace the request is part of
         "target": "thing",
         "count": 2,
     }
     # The text of the message says it all too, for text logs.
     assert "custom_action success" in entry["message"]
     assert "actor='alice'" in entry["message"]
+
+
+def test_a_record_carries_the_trace_id_of_its_request(audit_log: AuditLog, settings: Any) -> None:
+    app = FastAPI()
+
+    @app.get("/act")
+    async def act(request: Request) -> dict[str, str | None]:
+        audit.record(request, "custom_action", audit.Outcome.SUCCESS)
+        logging.getLogger("audit_test").warning("the request's own log line")
+        return {"trace_id": getattr(tracing.get_trace_context(), "trace_id", None)}
+
+    app.add_middleware(request_id.RequestIdMiddleware)
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(logs.JsonFormatter())
+    logging.getLogger("audit_test").addHandler(handler)
+    try:
+        with TestClient(app) as client:
+            continued = client.get("/act", headers={"traceparent": TRACEPARENT}).json()["trace_id"]
+            started_here = [client.get("/act").json()["trace_id"] for _ in range(2)]
+    finally:
+        logging.getLogger("audit_test").removeHandler(handler)
+    assert continued == TRACE_ID
+    # Without a traceparent each request starts a trace of its own; its record and its log lines share its id.
+    assert all(re.fullmatch("[0-9a-f]{32}", trace_id) for trace_id in started_here)
+    assert len({TRACE_ID, *started_here}) == 3
+    assert [entry["trace_id"] for entry in audit_log.json()] == [TRACE_ID, *started_here]
+    assert [json.loads(line)["trace_id"] for line in lines.getvalue().splitlines()] == [TRACE_ID, *started_here]
+
+
+def test_a_record_outside_a_request_has_no_trace_id(audit_log: AuditLog) -> None:
+    audit.record(None, "scheduled_job", audit.Outcome.SUCCESS)
+    (entry,) = audit_log.json()
+    assert entry["trace_id"] is None
 
 
 def test_a_detail_cannot_take_the_name_of_a_field() -> None:
@@ -137,18 +175,24 @@ def test_login_failures_then_refusals_one_record_each(secret_settings: Any, audi
     with client_for(audited_service(), host="127.0.0.1") as client:
         statuses = []
         request_ids = []
+        trace_ids = []
         for index in range(5):
+            trace_id = f"{index + 1:032x}"
             response = client.post(
-                "/c2c/auth/login", json={"secret": f"wrong-{index}"}, headers={"X-Forwarded-For": "198.51.100.20"}
+                "/c2c/auth/login",
+                json={"secret": f"wrong-{index}"},
+                headers={"X-Forwarded-For": "198.51.100.20", "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
             )
             statuses.append(response.status_code)
             request_ids.append(response.headers["X-Request-ID"])
+            trace_ids.append(trace_id)
     assert statuses == [401, 401, 401, 429, 429]  # max_failures is 3 in the fixture
     entries = audit_log.json()
     assert [(entry["event"], entry["outcome"]) for entry in entries] == [("login", "failure")] * 3 + [
         ("login", "refused")
     ] * 2
     assert [entry["request_id"] for entry in entries] == request_ids
+    assert [entry["trace_id"] for entry in entries] == trace_ids  # the sent trace continues (trust: always)
     assert {entry["client"] for entry in entries} == {"198.51.100.20"}  # after the forwarded-headers middleware
     assert {entry["actor"] for entry in entries} == {None}
     assert {entry["method"] for entry in entries} == {"secret"}

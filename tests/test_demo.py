@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,9 @@ DEMO = ROOT / "examples" / "demo"
 
 
 class DemoServer:
-    def __init__(self, tmp_path: Path, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, tmp_path: Path, workers: int = 1, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = free_port()
         self.metrics_port = free_port()
         base = {k: v for k, v in os.environ.items() if not k.startswith("C2C__") and k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -38,7 +41,7 @@ class DemoServer:
             self.env["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(DEMO), "app:app", "--host", "127.0.0.1",
-             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5"],
+             "--port", str(self.port), "--workers", str(workers), "--timeout-graceful-shutdown", "5", *args],
             env=self.env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.url = f"http://127.0.0.1:{self.port}"
@@ -111,6 +114,36 @@ def test_demo_serves_admin_page_health_and_metrics(demo: DemoServer) -> None:
         {"hostname": answers[0]["hostname"], "pid": answers[0]["pid"],
          "payload": {"message": "Broadcast echo: hi", "pid": answers[0]["pid"]}}
     ]
+
+
+def test_demo_failing_route_shows_the_error_answer_and_its_log_line(tmp_path: Path) -> None:
+    """The newcomer's tour: /fail answers problem+json with a trace id, the JSON log line has the same id."""
+    server = DemoServer(tmp_path, args=("--log-config", str(DEMO / "logging.yaml")))
+    try:
+        failed = httpx.get(server.url + "/fail", timeout=10)
+        missing = httpx.get(server.url + "/items/0", timeout=10)
+        invalid = httpx.get(server.url + "/items/x", timeout=10)
+        traced = httpx.get(
+            server.url + "/items/5", headers={"traceparent": f"00-{'ab' * 16}-00f067aa0ba902b7-01"}, timeout=10
+        )
+    finally:
+        output = server.stop()
+    assert failed.status_code == 500
+    assert failed.headers["content-type"] == "application/problem+json"
+    body = failed.json()
+    assert (body["title"], body["status"]) == ("Internal Server Error", 500)
+    assert "fails on purpose" not in failed.text  # the code's message is for the log, not the caller
+    assert (missing.status_code, missing.json()["detail"]) == (404, "There is no item 0")
+    assert missing.headers["content-type"] == invalid.headers["content-type"] == "application/problem+json"
+    assert invalid.status_code == 422
+    assert traced.json()["trace_id"] == "ab" * 16
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    error_line = next(line for line in lines if line["logger"] == "c2casgiutils.errors")
+    assert error_line["trace_id"] == body["trace_id"]
+    assert error_line["request_id"] == body["request_id"] == failed.headers["x-request-id"]
+    assert "fails on purpose" in error_line["exception"]
+    access = [line for line in lines if line["logger"] == "uvicorn.access" and line["trace_id"] == "ab" * 16]
+    assert len(access) == 1
 
 
 def _spread_requests(url: str, minimum: int) -> tuple[int, set[int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import httpx
 import pytest
@@ -51,7 +52,9 @@ async def test_problem_json_for_anonymous(client: httpx.AsyncClient, caplog: pyt
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["x-request-id"] == "err-1"
-    assert response.json() == {
+    body = response.json()
+    assert re.fullmatch("[0-9a-f]{32}", body.pop("trace_id"))
+    assert body == {
         "type": "about:blank",
         "title": "Internal Server Error",
         "status": 500,

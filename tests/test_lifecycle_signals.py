@@ -13,6 +13,8 @@ from types import FrameType
 import pytest
 
 from c2casgiutils.lifecycle._signals import SignalDrain
+from c2casgiutils.request_id import request_id_var
+from c2casgiutils.tracing import TraceContext, trace_context_var
 
 
 class ServerHandlers:
@@ -74,6 +76,25 @@ async def test_a_second_sigterm_ends_the_drain_at_once(server: ServerHandlers) -
         assert [sig for sig, _ in server.calls] == [signal.SIGTERM]  # once: the timer was cancelled
     finally:
         drain.uninstall()
+
+
+async def test_the_drain_is_not_run_in_the_request_the_signal_interrupted(server: ServerHandlers) -> None:
+    """The signal lands between two bytecodes of whatever runs, often a request: the drain (and its log lines)
+    must not carry that request's ids."""
+    seen: list[tuple[object, object]] = []
+    drain = SignalDrain(0.0, lambda: seen.append((request_id_var.get(), trace_context_var.get())))
+    assert drain.install()
+    token = request_id_var.set("interrupted-request")
+    trace_token = trace_context_var.set(TraceContext("1" * 32, "2" * 16, True))
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled here, in this request's context
+        await _until(lambda: seen)
+    finally:
+        trace_context_var.reset(trace_token)
+        request_id_var.reset(token)
+        drain.uninstall()
+    assert seen == [(None, None)]
+    assert [sig for sig, _ in server.calls] == [signal.SIGTERM]
 
 
 @pytest.mark.parametrize("delay", [0.0, 30.0])

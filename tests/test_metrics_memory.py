@@ -1,4 +1,5 @@
-"""_metrics_memory: the in-memory request series expose exactly what prometheus_client's own objects expose."""
+"""_metrics_memory: the in-memory request series expose exactly what prometheus_client's own objects expose,
+exemplars included (OpenMetrics only)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from c2casgiutils._metrics_memory import Help, RequestMetrics
+from c2casgiutils.tracing import TraceContext
 
 TEXTS = Help("total", "request size", "response size", "highr", "lowr", "in progress")
 HIGHR = (0.1, 1.0, float("inf"))
 LOWR = (0.5, float("inf"))
+# The first and the last carry a sampled trace: the last replaces the first's exemplar where they share a series.
 REQUESTS = [
-    (("/x", "GET", "2xx"), 5, 7, 0.2),
-    (("/y/{id}", "POST", "4xx"), 0, 3, 2.0),
-    (("/x", "GET", "2xx"), 1, 1, 0.1),
+    (("/x", "GET", "2xx"), 5, 7, 0.2, TraceContext("a" * 32, "b" * 16, True)),
+    (("/y/{id}", "POST", "4xx"), 0, 3, 2.0, None),
+    (("/x", "GET", "2xx"), 1, 1, 0.1, TraceContext("c" * 32, "d" * 16, True)),
 ]
 
 
@@ -34,6 +37,7 @@ def _reference(registry: CollectorRegistry) -> tuple[Gauge, Counter, Summary, Su
 
 
 def _without_timestamps(text: str) -> str:
+    text = re.sub(r"(# \{[^}]*\} \S+) \S+$", r"\1 <exemplar time>", text, flags=re.MULTILINE)
     return re.sub(r"\d\.\d+e\+09", "<created>", text)
 
 
@@ -45,17 +49,26 @@ def test_same_exposition_as_prometheus_client_objects(generate: object) -> None:
     inprogress, total, request_size, response_size, highr, lowr = _reference(reference_registry)
     ours.begin()  # one request still in progress
     inprogress.inc()
-    for (handler, method, status), sent, received, duration in REQUESTS:
+    for (handler, method, status), sent, received, duration, trace in REQUESTS:
         ours.begin()
-        ours.record((handler, method, status), sent, received, duration)
-        total.labels(method, status, handler).inc()
+        ours.record((handler, method, status), sent, received, duration, trace)
+        exemplar = None if trace is None else {"trace_id": trace.trace_id, "span_id": trace.span_id}
+        total.labels(method, status, handler).inc(exemplar=exemplar)
         request_size.labels(handler).observe(sent)
         response_size.labels(handler).observe(received)
-        highr.observe(duration)
-        lowr.labels(method, handler).observe(duration)
+        highr.observe(duration, exemplar)
+        lowr.labels(method, handler).observe(duration, exemplar)
     exposed = _without_timestamps(generate(ours_registry).decode())  # type: ignore[operator]
     assert exposed == _without_timestamps(generate(reference_registry).decode())  # type: ignore[operator]
     assert 'http_requests_total{handler="/x",method="GET",status="2xx"} 2.0' in exposed
+    if generate is generate_openmetrics:
+        newest = '# {span_id="dddddddddddddddd",trace_id="cccccccccccccccccccccccccccccccc"}'
+        assert f'http_requests_total{{handler="/x",method="GET",status="2xx"}} 2.0 {newest} 1.0' in exposed
+        assert f'http_request_duration_seconds_bucket{{handler="/x",le="0.5",method="GET"}} 2.0 {newest} 0.1' in exposed
+        assert 'http_request_duration_highr_seconds_bucket{le="1.0"} 2.0 # {span_id="bbbbbbbbbbbbbbbb"' in exposed
+        assert exposed.count(" # {") == 4  # the counter, two highr buckets, one lowr bucket; none for /y/{id}
+    else:
+        assert " # {" not in exposed  # Prometheus' text format has no exemplars
 
 
 def test_the_same_names_cannot_be_registered_twice() -> None:

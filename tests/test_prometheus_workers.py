@@ -127,9 +127,9 @@ class Service:
 
 
 class PrometheusServer:
-    """A real Prometheus scraping one target every second, with its own config and data dir."""
+    """A real Prometheus scraping one target every second, with its own config and data dir (``flags`` added)."""
 
-    def __init__(self, binary: str, tmp_path: Path, target_port: int) -> None:
+    def __init__(self, binary: str, tmp_path: Path, target_port: int, flags: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
         config.write_text(
@@ -145,6 +145,7 @@ class PrometheusServer:
                 f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",
+                *flags,
             ],
             cwd=tmp_path,
             stdout=self.log,

@@ -19,6 +19,7 @@ A server that does not handle these signals with a Python handler of its own (no
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import threading
@@ -102,9 +103,11 @@ class SignalDrain:
     def _call_in_loop(self, callback: Callable[[], None]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
-            callback()
+            contextvars.Context().run(callback)
             return
-        loop.call_soon_threadsafe(callback)
+        # In a context of its own: the signal interrupted whatever ran, often a request, whose ids (request id,
+        # trace context) the drain's log lines must not carry.
+        loop.call_soon_threadsafe(callback, context=contextvars.Context())
 
     def _start_timer(self) -> None:
         if self._forwarded:

@@ -1,9 +1,12 @@
 """Demo service: c2casgiutils wired exactly as the specification's "Add in your application" section.
 
 On embedded defaults it needs no external service: SQLite (aiosqlite) for the database checks and the
-in-process broadcast backend. With ``C2C__REDIS__URL`` set it uses that Redis.
+in-process broadcast backend. With ``C2C__REDIS__URL`` set it uses that Redis. Its JSON logs
+(``--log-config examples/demo/logging.yaml``) carry the request id and the trace ids; ``/fail`` fails on purpose
+to show an error answer (problem+json with the trace id) and its log line. With ``OTEL_EXPORTER_OTLP_ENDPOINT``
+set, the spans go to that collector (docs/tracing.md).
 
-    uvicorn --app-dir examples/demo app:app --port 8080        (metrics on :9000)
+    uvicorn --app-dir examples/demo app:app --port 8080 --log-config examples/demo/logging.yaml   (metrics on :9000)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from pydantic import BaseModel
@@ -26,7 +29,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 import c2casgiutils
-from c2casgiutils import broadcast, config, headers, health_checks, lifecycle, request_id
+from c2casgiutils import broadcast, config, errors, headers, health_checks, lifecycle, request_id, tracing
 from c2casgiutils import prometheus as c2c_prometheus
 from c2casgiutils import sentry as c2c_sentry
 from c2casgiutils.broadcast import MissingAnswer
@@ -97,9 +100,13 @@ async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
 
 c2c_sentry.init()
 
-app = FastAPI(title="c2casgiutils demo", lifespan=_lifespan)
+# fastapi_options(): FastAPI's own spans (recent releases) follow C2C__TRACING__TRUST_INBOUND too.
+app = FastAPI(title="c2casgiutils demo", lifespan=_lifespan, **tracing.fastapi_options())
 app.mount("/c2c", c2casgiutils.app)
 
+# Errors as application/problem+json with the request and trace ids: unhandled ones (500) and, with
+# client_errors, HTTPException (the 404 of /items/0) and validation errors (422).
+errors.install_error_handlers(app, client_errors=True)
 # Starlette runs the last added middleware first: TrustedHost is added last so that it runs first.
 app.add_middleware(GZipMiddleware, minimum_size=1000)
 app.add_middleware(
@@ -129,7 +136,9 @@ app.add_middleware(lifecycle.DrainMiddleware)
 c2c_prometheus.start_metrics_server()
 # The instrumentator's series (http_requests_total...) at a fraction of its cost (docs/operations.md).
 app.add_middleware(c2c_prometheus.PrometheusMiddleware)
-# Outermost: every request, and so every log line and audit record of c2casgiutils.audit, has its request id.
+# Outermost: every request, and so every log line, metric exemplar and audit record of c2casgiutils.audit, has its
+# request id and W3C trace context, also passed to outgoing calls; outside ForwardedHeadersMiddleware, so that
+# C2C__TRACING__TRUST_INBOUND=trusted_proxies checks the proxy itself.
 app.add_middleware(request_id.RequestIdMiddleware)
 
 
@@ -155,6 +164,20 @@ if config.settings.redis.url or config.settings.redis.sentinels:
 async def hello(request: Request) -> dict[str, Any]:
     """A hello route, with the process id to see which worker answered."""
     return {"message": "Hello from the c2casgiutils demo", "pid": os.getpid(), "admin": "/c2c/"}
+
+
+@app.get("/fail")
+async def fail() -> None:
+    """Fails on purpose: the answer is a problem+json document with the trace id, the log line has the traceback."""
+    raise RuntimeError("this route fails on purpose (see its log line)")
+
+
+@app.get("/items/{item_id}")
+async def item(item_id: int) -> dict[str, Any]:
+    """An item; 0 does not exist: a 404 problem document. A non-number: a 422 one."""
+    if item_id == 0:
+        raise HTTPException(status_code=404, detail="There is no item 0")
+    return {"item": item_id, "trace_id": getattr(tracing.get_trace_context(), "trace_id", None)}
 
 
 @app.get("/echo")
@@ -183,9 +206,11 @@ def main() -> None:
     """Run the demo with uvicorn on 127.0.0.1:8080 (``DEMO_HOST``/``DEMO_PORT`` to change)."""
     import uvicorn  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO)
     uvicorn.run(
-        app, host=os.environ.get("DEMO_HOST", "127.0.0.1"), port=int(os.environ.get("DEMO_PORT", "8080"))
+        app,
+        host=os.environ.get("DEMO_HOST", "127.0.0.1"),
+        port=int(os.environ.get("DEMO_PORT", "8080")),
+        log_config=str(HERE / "logging.yaml"),
     )
 
 

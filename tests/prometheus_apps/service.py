@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,9 +18,9 @@ from fastapi import FastAPI, Request
 
 import c2casgiutils
 from c2casgiutils import errors, health_checks, prometheus
+from tests.held_requests import hold_until_released
 
 STATE = Path(os.environ["TEST_STATE_DIR"])
-_COUNTER = itertools.count()
 
 
 class Flag(health_checks.Check):
@@ -74,13 +72,5 @@ async def upload(request: Request) -> dict[str, Any]:
 @app.get("/hold")
 async def hold() -> dict[str, Any]:
     """Stay in progress until the ``release`` file exists (60 s at most)."""
-    marker = STATE / "held" / f"{os.getpid()}-{next(_COUNTER)}"
-    marker.write_text("")
-    try:
-        for _ in range(1200):
-            if (STATE / "release").exists():
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        marker.unlink(missing_ok=True)
+    await hold_until_released(STATE)
     return {"pid": os.getpid()}

@@ -43,3 +43,14 @@ def test_openapi_schema_lists_the_routes(client: TestClient) -> None:
     response = client.get("/openapi.json")
     assert response.status_code == 200
     assert {"/api/hello", "/api/processes"} <= set(response.json()["paths"])
+
+
+def test_errors_are_problem_documents_with_the_trace_id(client: TestClient) -> None:
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    response = client.get("/api/hello", params={"name": ""}, headers={"traceparent": traceparent})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert response.json()["request_id"] == response.headers["X-Request-ID"]
+    missing = client.get("/api/nothing-here")
+    assert (missing.status_code, missing.json()["title"]) == (404, "Not Found")

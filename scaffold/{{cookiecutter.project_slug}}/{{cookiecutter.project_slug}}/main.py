@@ -1,7 +1,8 @@
 """The {{ cookiecutter.project_slug }} application: FastAPI with the c2casgiutils operations stack.
 
 Run it with ``uvicorn {{ cookiecutter.project_slug }}.main:app``. Health checks are served at ``/c2c/health_checks``,
-metrics on ``C2C__PROMETHEUS__PORT`` (9000), the admin tools at ``/c2c``.
+metrics on ``C2C__PROMETHEUS__PORT`` (9000), the admin tools at ``/c2c``. Spans go to the OTLP collector of
+``OTEL_EXPORTER_OTLP_ENDPOINT`` when it is set (Tempo, Jaeger or any OpenTelemetry collector).
 """
 
 import logging
@@ -9,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import c2casgiutils
-from c2casgiutils import config, errors, headers, health_checks, lifecycle, prometheus, request_id, sentry
+from c2casgiutils import config, errors, headers, health_checks, lifecycle, prometheus, request_id, sentry, tracing
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
@@ -26,7 +27,7 @@ sentry.init()
 
 @asynccontextmanager
 async def _lifespan(main_app: FastAPI) -> AsyncIterator[None]:
-    """Start the metrics server and c2casgiutils (broadcast, logging levels); close them on shutdown."""
+    """Start the metrics server and c2casgiutils (span export, broadcast, logging levels); close them on shutdown."""
     _LOGGER.info("Starting {{ cookiecutter.project_slug }}")
     # With several workers, whichever gets the port serves the metrics of all (multiprocess mode).
     prometheus.start_metrics_server()
@@ -67,7 +68,9 @@ def _add_health_checks() -> None:
 
 def _add_middlewares(main_app: FastAPI) -> None:
     """Add the middlewares; the last added is the outermost, so it sees the request first."""
-    errors.install_error_handlers(main_app)
+    # Errors as application/problem+json with the request and trace ids: unhandled ones (500, logged with the
+    # traceback), HTTPException and validation errors (422).
+    errors.install_error_handlers(main_app, client_errors=True)
     # Request metrics (http_requests_total, durations, sizes, in progress) with the instrumentator's names.
     main_app.add_middleware(prometheus.PrometheusMiddleware)
     main_app.add_middleware(GZipMiddleware, minimum_size=1000)
@@ -86,7 +89,6 @@ def _add_middlewares(main_app: FastAPI) -> None:
     )
     if "*" not in settings.allowed_hosts:
         main_app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
-    main_app.add_middleware(request_id.RequestIdMiddleware)
     # While the process drains after SIGTERM (C2C__SHUTDOWN__DRAIN_DELAY), answers close their connection so
     # that keep-alive clients reconnect to another replica.
     main_app.add_middleware(lifecycle.DrainMiddleware)
@@ -99,9 +101,17 @@ def _add_middlewares(main_app: FastAPI) -> None:
             fields=config.settings.proxy_headers.fields,  # only what the proxy sets: see README
             hops=config.settings.proxy_headers.hops,
         )
+    # Request id and W3C trace context (traceparent) for every log line, error and call to another service; outermost,
+    # so that C2C__TRACING__TRUST_INBOUND=trusted_proxies checks the proxy itself, not the client it forwards.
+    main_app.add_middleware(request_id.RequestIdMiddleware)
 
 
-app = FastAPI(title="{{ cookiecutter.project_slug }}", description="{{ cookiecutter.project_description }}", lifespan=_lifespan)
+app = FastAPI(
+    title="{{ cookiecutter.project_slug }}",
+    description="{{ cookiecutter.project_description }}",
+    lifespan=_lifespan,
+    **tracing.fastapi_options(),  # FastAPI's own spans follow C2C__TRACING__TRUST_INBOUND too
+)
 app.mount("/c2c", c2casgiutils.app)
 app.include_router(api.router)
 _add_middlewares(app)
