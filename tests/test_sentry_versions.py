@@ -48,10 +48,13 @@ def test_sentry_sdk_3_is_refused_with_the_supported_range(tmp_path: Path, fake_s
     Its first import would otherwise fail deep inside the scrubber module, or, worse, a release that kept the name
     with another meaning would send events unscrubbed.
     """
+    # The test environment (uv sync) has no pip: a throwaway venv's own pip fetches the release into a folder.
+    installer = tmp_path / "installer"
+    subprocess.run([sys.executable, "-m", "venv", str(installer)], check=True, timeout=120)
     target = tmp_path / "sentry3"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-         "--target", str(target), SENTRY_3],
+        [str(installer / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+         "--disable-pip-version-check", "--target", str(target), SENTRY_3],
         capture_output=True, text=True, timeout=300, check=False,
         env={key: value for key, value in os.environ.items() if key not in ("PIP_CONSTRAINT", "PIP_REQUIRE_HASHES")},
     )
