@@ -156,6 +156,8 @@ class _Level:
         """The positions of the routes that may match ``route_path``, in the router's order."""
         found = list(self.always)
         found += self.exact.get(route_path, ())
+        if route_path.endswith("\n"):  # ``$`` also matches before a final newline: ``^/hello$`` matches "/hello\n"
+            found += self.exact.get(route_path[:-1], ())
         under = self.under
         if under:
             start = route_path.find("/")
