@@ -33,6 +33,7 @@ class Probe:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.templates = RouteTemplates(app)
+        self.noted_templates = RouteTemplates(app)  # the same through noted(): a plain tuple instead of Started
         self.seen: list[tuple[dict[str, Any], int | None, str | None]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -41,6 +42,8 @@ class Probe:
             return
         before = dict(scope)
         started = self.templates.start(scope)
+        noted = self.noted_templates.noted(scope)
+        assert noted == tuple(started)
         status = None
 
         async def watch(message: Any) -> None:
@@ -52,7 +55,10 @@ class Probe:
         try:
             await self.app(scope, receive, watch)
         finally:
-            self.seen.append((before, status, self.templates.template(scope, started, status)))
+            template = self.templates.template(scope, started, status)
+            # A state of its own: the template the first call memoised there would be read back, not computed.
+            assert self.noted_templates.template({**scope, "state": {}}, noted, status) == template
+            self.seen.append((before, status, template))
 
 
 class CopyScope:
