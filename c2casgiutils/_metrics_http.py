@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from c2casgiutils._metrics_memory import Help, RequestMetrics
 from c2casgiutils._optional import require
-from c2casgiutils.route_templates import PATH_CACHE_SIZE, RouteTemplates
-from c2casgiutils.tracing import exemplar_of
+from c2casgiutils.route_templates import PATH_CACHE_SIZE, RouteTemplates, Started
+from c2casgiutils.tracing import exemplar_of, trace_context_var
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -342,10 +342,11 @@ class PrometheusMiddleware:
             await self.app(scope, receive, send)
             return
         start = _perf_counter()
-        started = self._templates.start(scope)
+        templates = self._templates
+        started = templates.noted(scope)
         # An excluded route is not even counted in progress: known before the router runs only by a walk
         # (literal prefixes first, bounded cache), done only when there are excluded handlers.
-        if self.excluded and (self._templates.walk_path(scope, started) or UNMATCHED) in self.excluded:
+        if self.excluded and (templates.walk_path(scope, Started(*started)) or UNMATCHED) in self.excluded:
             await self.app(scope, receive, send)
             return
         status = 500
@@ -368,7 +369,7 @@ class PrometheusMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             duration = _perf_counter() - start
-            handler = self._templates.template(scope, started, status) or UNMATCHED
+            handler = templates.template(scope, started, status) or UNMATCHED
             status_label = self._statuses.get(status)
             if status_label is None:
                 status_label = self._statuses[status] = (
@@ -382,8 +383,11 @@ class PrometheusMiddleware:
                     if name == b"content-length":
                         request_size = _int(value)
                         break
+                # The sampled trace of the request as exemplar: from the contextvar, inline (exemplar_of's first look).
+                context = trace_context_var.get()
+                exemplar = (context if context.sampled else None) if context is not None else exemplar_of(scope)
                 recorder.record(
-                    (handler, scope["method"], status_label), request_size, response_size, duration, exemplar_of(scope)
+                    (handler, scope["method"], status_label), request_size, response_size, duration, exemplar
                 )
 
 

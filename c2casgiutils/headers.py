@@ -532,7 +532,7 @@ class ArmorHeaderMiddleware:
         status: int = message["status"]
         content_type = b""
         for key, value in message.get("headers", ()):
-            if key.lower() == b"content-type":
+            if len(key) == 12 and key.lower() == b"content-type":  # the length first: no lower() for the others
                 content_type = bytes(value)
                 break
         cache_key = (mask, status, content_type)
@@ -616,7 +616,9 @@ class ArmorHeaderMiddleware:
                 if drop:
                     headers = []
                     for item in message.get("headers", ()):  # a loop: cheaper than a comprehension here
-                        if item[0].lower() not in drop:
+                        name = item[0]
+                        # Names are lowercase as a rule (ASGI): looked up as they are, lowered only when they are not.
+                        if name not in drop and (name.islower() or name.lower() not in drop):
                             headers.append(item)
                     headers += plan.static
                     if plan.with_nonce:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from starlette.types import Scope
 
-__all__ = ["RouteTemplates", "Started", "walk"]
+__all__ = ["Noted", "RouteTemplates", "Started", "walk"]
 
 MEMO_KEY = "c2casgiutils.route_template"
 """The key of ``scope["state"]`` holding ``(application, template)`` once the template is known."""
@@ -156,6 +156,8 @@ class _Level:
         """The positions of the routes that may match ``route_path``, in the router's order."""
         found = list(self.always)
         found += self.exact.get(route_path, ())
+        if route_path.endswith("\n"):  # ``$`` also matches before a final newline: ``^/hello$`` matches "/hello\n"
+            found += self.exact.get(route_path[:-1], ())
         under = self.under
         if under:
             start = route_path.find("/")
@@ -202,6 +204,10 @@ class _Leaf(NamedTuple):
     template: str
     regex: re.Pattern[str] | None  # the whole template's path regex, None when it cannot be compiled
     methods: frozenset[str] | None
+    # The template when it has no parameter (``/api/hello``): a path equal to it matches its regex, so the usual
+    # request is checked by a string comparison. Other paths the regex matches (``/api/hello\n``: ``$`` allows a
+    # final newline) go to the regex of the slow path.
+    literal: str | None = None
 
 
 class _Index:
@@ -223,7 +229,10 @@ class _Index:
         except ValueError:  # a parameter named twice across a mount and its route: only walks tell
             regex = None
         methods = getattr(route, "methods", None)
-        leaf = _Leaf(template, regex, frozenset(methods) if methods else None)
+        literal = (
+            template if regex is not None and not mount and template.startswith("/") and "{" not in template else None
+        )
+        leaf = _Leaf(template, regex, frozenset(methods) if methods else None, literal)
         keys = [route, getattr(route, "original_route", None), route.app if mount else getattr(route, "endpoint", None)]
         for key in keys:
             if key is not None:
@@ -254,6 +263,10 @@ class _Index:
 
 
 _new_tuple = tuple.__new__
+
+
+Noted = tuple[Any, str, str, Any, Any, Any]
+"""What the scope held before the application ran, as a plain tuple: the fields of :class:`Started`."""
 
 
 class Started(NamedTuple):
@@ -294,16 +307,27 @@ class RouteTemplates:
 
     def start(self, scope: Scope) -> Started:
         """Note what routing will change; call it before handing the scope to the application."""
-        get = scope.get
-        app = get("app") or self._default_app
         # tuple.__new__: a NamedTuple built in C, a third of the cost of calling the class.
-        values = (app, get("root_path", ""), scope["path"], get("route"), get("endpoint"), get("router"))
-        return _new_tuple(Started, values)
+        return _new_tuple(Started, self.noted(scope))
 
-    def template(self, scope: Scope, started: Started, status: int | None = None) -> str | None:
+    def noted(self, scope: Scope) -> Noted:
+        """What :meth:`start` notes, as a plain tuple (a fraction of the cost of a :class:`Started`): for
+        :meth:`template`, in a middleware that counts its instructions."""
+        get = scope.get
+        return (
+            get("app") or self._default_app,
+            get("root_path", ""),
+            scope["path"],
+            get("route"),
+            get("endpoint"),
+            get("router"),
+        )
+
+    def template(self, scope: Scope, started: Noted, status: int | None = None) -> str | None:
         """The request's route template once the application routed it (at the response start or after).
 
-        ``status`` (the response status) tells a slash redirect from another answer of an unmatched request.
+        ``started``: what :meth:`start` (or :meth:`noted`) returned before the application ran. ``status`` (the
+        response status) tells a slash redirect from another answer of an unmatched request.
         """
         app, root_path, path, route_before, _, _ = started
         state = scope.get("state")
@@ -315,20 +339,22 @@ class RouteTemplates:
         # The usual case, inline: the router set a route the index knows in one place only, and it fits the path.
         route = scope.get("route")
         index = self._last
-        leaves = None
+        found: Any = _MISSING
         if route is not route_before and index is not None and index.app is app:
             leaves = index.by_key.get(id(route))
-        regex = leaves[0].regex if leaves is not None and len(leaves) == 1 else None
-        if regex is not None:
-            matched = regex.match(_route_path(path, root_path) if root_path else path)
-            template = leaves[0].template if matched and leaves is not None else None
-            if template is None:
-                template = self._resolve(scope, started, status)
-        else:
-            template = self._resolve(scope, started, status)
+            if leaves is not None and len(leaves) == 1:
+                leaf = leaves[0]
+                route_path = _route_path(path, root_path) if root_path else path
+                if leaf.literal is not None:
+                    if route_path == leaf.literal:
+                        found = leaf.literal
+                elif leaf.regex is not None and leaf.regex.match(route_path):
+                    found = leaf.template
+        if found is _MISSING:
+            found = self._resolve(scope, started if type(started) is Started else _new_tuple(Started, started), status)
         if state is not None:
-            state[MEMO_KEY] = (app, template)
-        return template
+            state[MEMO_KEY] = (app, found)
+        return found  # type: ignore[no-any-return]
 
     def _resolve(self, scope: Scope, started: Started, status: int | None) -> str | None:
         index = self._index(started.app)

@@ -430,8 +430,10 @@ def test_nonce_where_a_rule_that_can_match_the_request_carries_it() -> None:
     )
     test_client = client(app)
     assert test_client.get("/hello", headers=PUBLIC).headers.get("content-security-policy") is None
-    assert test_client.get("/hello", headers={"host": "nonce.example"}).headers["content-security-policy"].startswith(
-        "script-src 'nonce-"
+    assert (
+        test_client.get("/hello", headers={"host": "nonce.example"})
+        .headers["content-security-policy"]
+        .startswith("script-src 'nonce-")
     )
     assert "content-security-policy" not in test_client.get("/api/item", headers=PUBLIC).headers
     posted = test_client.post("/api/item", headers=PUBLIC)
@@ -957,3 +959,29 @@ async def test_caches_stay_bounded_under_many_distinct_paths_hosts_and_content_t
     assert len(middleware._plans) <= headers._MAX_CACHED_PLANS
     sent, _nonce = await call_directly(middleware, "/api/again", b"api.example.com", method="POST", status=404)
     assert {name for name in sent if name in CACHE_KEYS} == {"x-host", "x-path", "x-method", "x-status"}
+
+
+@pytest.mark.parametrize("case", [bytes.lower, bytes.upper, bytes.title])
+async def test_the_apps_headers_are_read_and_replaced_whatever_the_case_of_their_names(case: Any) -> None:
+    """Lowercase names (as ASGI asks) are looked up as they are, others are lowered first: the same answer."""
+    sent: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        names = (b"content-type", b"x-frame-options", b"x-kept")
+        start_headers = [
+            (case(name), value) for name, value in zip(names, (b"text/html", b"SAMEORIGIN", b"1"), strict=True)
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        await send({"type": "http.response.body", "body": b"<p>page</p>"})
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/page", "root_path": "", "headers": [(b"host", b"example.com")]}
+    await ArmorHeaderMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    headers = sent[0]["headers"]
+    assert headers[:2] == [(case(b"content-type"), b"text/html"), (case(b"x-kept"), b"1")]
+    by_name = dict(headers[2:])
+    assert by_name[b"x-frame-options"] == b"DENY"  # the app's own, replaced
+    assert [name.lower() for name, _ in headers].count(b"x-frame-options") == 1
+    assert csp_directives(by_name[b"content-security-policy"].decode())["default-src"] == ["'self'"]  # read as HTML

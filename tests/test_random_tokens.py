@@ -33,6 +33,16 @@ def test_uuid4_tokens_are_version_4_uuids() -> None:
         TokenPool(uuid4=True, size=8)
 
 
+def test_uuid4_tokens_are_the_random_bytes_with_the_version_and_variant_bits_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    raw = bytes(range(256)) * 16  # every byte value at every position of a token
+    monkeypatch.setattr(_random_tokens.os, "urandom", lambda size: raw[:size])
+    tokens = _popped(TokenPool(uuid4=True), TokenPool.BATCH)
+    expected = [uuid.UUID(bytes=raw[start : start + 16], version=4).hex for start in range(0, 16 * TokenPool.BATCH, 16)]
+    assert tokens == expected
+
+
 def test_nonzero_pool_skips_the_all_zero_token(monkeypatch: pytest.MonkeyPatch) -> None:
     batches: Iterator[bytes] = iter([bytes(8 * TokenPool.BATCH), b"\x00" * 8 + b"\x01" * 8 * (TokenPool.BATCH - 1)])
     monkeypatch.setattr(_random_tokens.os, "urandom", lambda size: next(batches))

@@ -80,6 +80,32 @@ async def test_a_request_without_context_starts_a_sampled_trace() -> None:
     assert "tracestate" not in first["outgoing"]
 
 
+def _request_id_app() -> FastAPI:
+    """The ``/context`` app with RequestIdMiddleware instead of TraceContextMiddleware: the context set inline."""
+    app = _app(enabled=False)
+    app.add_middleware(request_id.RequestIdMiddleware)
+    return app
+
+
+@pytest.mark.parametrize("trust", ["always", "never", "trusted_proxies"])
+@pytest.mark.parametrize("headers", [None, {"tracestate": "rojo=1"}, {"traceparent": "junk", "tracestate": "rojo=1"}])
+async def test_request_id_middleware_starts_the_same_trace_as_the_trace_context_middleware(
+    settings: Any, trust: str, headers: dict[str, str] | None
+) -> None:
+    """Without a traceparent RequestIdMiddleware starts the trace inline (with an invalid one, through the policy):
+    the same context as TraceContextMiddleware's, whatever the trust setting, and gone after the request."""
+    settings.tracing.trust_inbound = trust
+    results = [await _get(app, headers, client=("203.0.113.9", 4000)) for app in (_request_id_app(), _app())]
+    for result in results:
+        assert HEX32.fullmatch(result["trace_id"])
+        assert HEX16.fullmatch(result["span_id"])
+        assert (result["parent_id"], result["sampled"], result["tracestate"]) == (None, True, None)
+        assert result["outgoing"]["traceparent"] == f"00-{result['trace_id']}-{result['span_id']}-01"
+        assert "tracestate" not in result["outgoing"]
+    assert results[0]["trace_id"] != results[1]["trace_id"]
+    assert tracing.get_trace_context() is None
+
+
 async def test_a_valid_context_is_continued_with_a_new_span() -> None:
     result = await _get(_app(), {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00", "tracestate": "rojo=00f067aa0ba902b7"})
     assert result["trace_id"] == TRACE_ID

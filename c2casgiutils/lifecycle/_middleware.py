@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from c2casgiutils.lifecycle import _drain
@@ -34,11 +36,12 @@ class DrainMiddleware:
             return
         drain = self.drain
 
-        async def send_closing(message: Message) -> None:
+        # A plain function returning send's awaitable: one coroutine less per message than an ``async def``.
+        def send_closing(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start" and drain.draining:
                 headers = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"connection"]
                 headers.append(_CLOSE)
                 message = {**message, "headers": headers}
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_closing)
