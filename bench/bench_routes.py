@@ -19,8 +19,8 @@ Rounds alternate the stacks (order reversed every other round); the figure of a 
 Time is the CPU time of the process's thread (``--wall``: the wall clock). ``--instructions`` counts the
 instructions a request takes instead (valgrind's callgrind, ours and bare only): the same figure on every run.
 
-The peers are benchmark-only dependencies: ``.venv/bin/pip install starlette-exporter`` (the instrumentator
-comes with the ``prometheus`` extra).
+The peers are the ``bench`` dependency group of pyproject.toml (locked): ``./scripts/bench-env`` installs them
+into ``.venv`` (the instrumentator comes with the ``prometheus`` extra).
 """
 
 from __future__ import annotations

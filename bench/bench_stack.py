@@ -32,8 +32,8 @@ while the measured requests run, in a child process per stack): slow (about half
 same figure on every run whatever else the machine does, so differences of a few hundred nanoseconds show. The
 µs column converts them at the rate of bare's best timed round of the same run.
 
-The peers are benchmark-only dependencies: ``.venv/bin/pip install asgi-correlation-id starlette-exporter
-secure`` (the instrumentator comes with the ``prometheus`` extra).
+The peers are the ``bench`` dependency group of pyproject.toml (locked): ``./scripts/bench-env`` installs them
+into ``.venv`` (the instrumentator comes with the ``prometheus`` extra).
 """
 
 from __future__ import annotations

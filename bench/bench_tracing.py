@@ -33,8 +33,8 @@ through uvicorn's protocol (valgrind's callgrind, counting only while the measur
 process per stack, as ``bench_stack.py --instructions``): the same figures on every run whatever else the machine
 does. The µs column converts them at the rate of bare's best timed round of the same run (CPU time of the thread).
 
-The peer needs ``pip install opentelemetry-instrumentation-asgi opentelemetry-instrumentation-logging``; without
-them its row is left out.
+The peer is in the ``bench`` dependency group of pyproject.toml (``./scripts/bench-env`` installs it into
+``.venv``); without it its row is left out.
 """
 
 from __future__ import annotations
