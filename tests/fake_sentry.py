@@ -8,11 +8,30 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).parent.parent
+
+
+def run_script(script: str, env: dict[str, str], path: Sequence[Path] = ()) -> subprocess.CompletedProcess[str]:
+    """``script`` in a new interpreter (sentry-sdk's client is process-wide), with ``env`` as the only Sentry and
+    ``C2C__`` variables, and the folders of ``path`` first on its import path."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("C2C__") and key != "SENTRY_DSN"}
+    if path:
+        base["PYTHONPATH"] = os.pathsep.join([*map(str, path), str(ROOT)])
+    return subprocess.run(
+        [sys.executable, "-c", script], env={**base, **env}, cwd=ROOT, capture_output=True, text=True,
+        timeout=60, check=False,
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import pytest
 
 from c2casgiutils import cli, config
 from c2casgiutils import sentry as c2c_sentry
-from tests.fake_sentry import FakeSentry
+from tests.fake_sentry import FakeSentry, run_script
 
 ROOT = Path(__file__).parent.parent
 
@@ -33,12 +32,7 @@ sentry_sdk.flush(timeout=10)
 
 
 def _run(env: dict[str, str], script: str = SCRIPT) -> subprocess.CompletedProcess[str]:
-    """``script`` in a new interpreter (sentry-sdk's client is process-wide) with these variables only."""
-    base = {key: value for key, value in os.environ.items() if not key.startswith("C2C__") and key != "SENTRY_DSN"}
-    return subprocess.run(
-        [sys.executable, "-c", script], env={**base, **env}, cwd=ROOT, capture_output=True, text=True,
-        timeout=60, check=False,
-    )
+    return run_script(script, env)
 
 
 def test_sentry_init_sends_events_with_settings_and_tags(fake_sentry: FakeSentry) -> None:

@@ -12,9 +12,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from c2casgiutils import sentry as c2c_sentry
-from tests.fake_sentry import FakeSentry
+from tests.fake_sentry import ROOT, FakeSentry, run_script
 
-ROOT = Path(__file__).parent.parent
 # The first release of the 3.x series, whose data_collection replaced the EventScrubber.
 SENTRY_3 = "sentry-sdk==3.0.0"
 
@@ -59,12 +58,7 @@ def test_sentry_sdk_3_is_refused_with_the_supported_range(tmp_path: Path, fake_s
         env={key: value for key, value in os.environ.items() if key not in ("PIP_CONSTRAINT", "PIP_REQUIRE_HASHES")},
     )
     assert install.returncode == 0, install.stderr
-    base = {key: value for key, value in os.environ.items() if not key.startswith("C2C__") and key != "SENTRY_DSN"}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        env={**base, "PYTHONPATH": os.pathsep.join([str(target), str(ROOT)]), "C2C__SENTRY__DSN": fake_sentry.dsn()},
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = run_script(SCRIPT, {"C2C__SENTRY__DSN": fake_sentry.dsn()}, path=[target])
     assert result.returncode == 0, result.stderr
     assert "sentry-sdk 3.0.0" in result.stdout
     assert "REFUSED: Sentry: sentry-sdk 3.0.0 is installed; c2casgiutils supports sentry-sdk>=2.20,<3" in result.stdout
@@ -74,10 +68,6 @@ def test_sentry_sdk_3_is_refused_with_the_supported_range(tmp_path: Path, fake_s
 
 def test_the_installed_sentry_sdk_is_accepted(fake_sentry: FakeSentry) -> None:
     """The same script with the environment's own sentry-sdk (2.x, from the lock or the floors) initialises."""
-    base = {key: value for key, value in os.environ.items() if not key.startswith("C2C__") and key != "SENTRY_DSN"}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env={**base, "C2C__SENTRY__DSN": fake_sentry.dsn()},
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = run_script(SCRIPT, {"C2C__SENTRY__DSN": fake_sentry.dsn()})
     assert result.returncode == 0, result.stderr
     assert "ACCEPTED" in result.stdout
