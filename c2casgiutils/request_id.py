@@ -21,17 +21,14 @@ from c2casgiutils import config
 from c2casgiutils._random_tokens import TokenPool
 from c2casgiutils.tracing import (
     STATE_KEY,
-    TraceContext,
     TraceContextMiddleware,
-    _context,
     _export,
     add_trace_headers,
     log_ids,
-    new_span_id,
-    new_trace_id,
     trace_context_var,
     trace_headers,
 )
+from c2casgiutils.tracing._context import new_trace
 
 if TYPE_CHECKING:
     import httpx
@@ -44,11 +41,6 @@ _WELL_FORMED = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]*")
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("c2c_request_id", default=None)
 _IDS = TokenPool(uuid4=True)
-# The pools' own pops (IndexError when a batch is used up: new_trace_id() and new_span_id() refill), and
-# tuple.__new__ (a named tuple built in C): what the per-request path calls.
-_pop_trace_id = _context._TRACE_IDS.pop
-_pop_span_id = _context._SPAN_IDS.pop
-_new_tuple = tuple.__new__
 
 
 def get_request_id() -> str | None:
@@ -157,15 +149,7 @@ class RequestIdMiddleware:
         elif parents is None and _export.ACTIVE is None:
             # The usual request, inline: no traceparent (a tracestate alone counts for nothing), no span export: a
             # new sampled trace whoever sent it, as ``InboundPolicy.context`` answers.
-            try:
-                trace_id = _pop_trace_id()
-            except IndexError:
-                trace_id = new_trace_id()
-            try:
-                span_id = _pop_span_id()
-            except IndexError:
-                span_id = new_span_id()
-            context = _new_tuple(TraceContext, (trace_id, span_id, True, None, None))
+            context = new_trace()
             state[STATE_KEY] = context
             trace_token = trace_context_var.set(context)
             inner = self.app

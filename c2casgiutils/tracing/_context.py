@@ -65,6 +65,23 @@ class TraceContext(NamedTuple):
         return headers
 
 
+_new_tuple = tuple.__new__
+
+
+def new_trace() -> TraceContext:
+    """A trace that starts here: new random ids, sampled (so its exemplars are kept and the services it calls record
+    it). Called on each request without a usable ``traceparent``: the pools' pops inline, the tuple built in C."""
+    try:
+        trace_id = _TRACE_IDS.pop()
+    except IndexError:
+        trace_id = _TRACE_IDS.refill_and_pop()
+    try:
+        span_id = _SPAN_IDS.pop()
+    except IndexError:
+        span_id = _SPAN_IDS.refill_and_pop()
+    return _new_tuple(TraceContext, (trace_id, span_id, True, None, None))
+
+
 trace_context_var: contextvars.ContextVar[TraceContext | None] = contextvars.ContextVar(
     "c2c_trace_context", default=None
 )

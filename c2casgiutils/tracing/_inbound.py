@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from c2casgiutils.tracing._context import TraceContext, new_span_id, new_trace_id
+from c2casgiutils.tracing._context import TraceContext, new_span_id, new_trace
 from c2casgiutils.tracing._w3c import parse_tracestate, traceparent_fields
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class InboundPolicy:
                     # tuple.__new__: the named tuple built in C, a fraction of calling the class.
                     return _new_tuple(TraceContext, (fields[0], new_span_id(), fields[2], fields[1], state))
         # A trace that starts here is sampled: its log lines record it, and the services it calls may record theirs.
-        return _new_tuple(TraceContext, (new_trace_id(), new_span_id(), True, None, None))
+        return new_trace()
 
     def carries_refused_context(self, scope: Scope) -> bool:
         """Whether the request sends a trace context that this policy does not keep."""
