@@ -18,7 +18,8 @@ every layer is there). Stacks:
   ``RequestIdMiddleware(tracing=False)`` (``C2C__TRACING__ENABLED=false``), so ``request_id`` minus it is the trace
   context;
 - ``ours``: our six layers in the scaffold's order, nothing else; ``starlette``: GZip, CORS and TrustedHost
-  only; ``scaffold``: the whole stack.
+  only; ``scaffold``: the whole stack;
+- any ``layer+layer+...`` of the layers and peers above, innermost first (``metrics+armor``): a stack of one's own.
 
 Rounds alternate the stacks (order reversed every other round); a stack's figure is its best round, "extra" is
 that minus bare's best round of the same run. Time is the CPU time of the process's thread (``--wall``: the wall
@@ -60,6 +61,7 @@ PEERS = (
     "request_id:no-trace",
     "forwarded:uvicorn",
 )
+LAYERS = ("noop", *SCAFFOLD, *PEERS)
 STACKS: dict[str, tuple[str, ...]] = {
     "bare": (),
     "noop8": ("noop",) * 8,
@@ -138,6 +140,17 @@ class FloorHeaders:
         await self.app(scope, receive, wrapped)
 
 
+def stack_layers(stack: str) -> tuple[str, ...]:
+    """The layers of a named stack, or of ``layer+layer+...`` (innermost first): a stack of one's own."""
+    if stack in STACKS:
+        return STACKS[stack]
+    layers = tuple(stack.split("+"))
+    unknown = [layer for layer in layers if layer not in LAYERS]
+    if "+" not in stack or unknown:
+        raise KeyError(stack)
+    return layers
+
+
 def _add(app: Any, layer: str, registry: Any) -> None:
     """Add one layer as the scaffold (or the peer's documentation) adds it."""
     from fastapi.middleware.cors import CORSMiddleware
@@ -156,9 +169,7 @@ def _add(app: Any, layer: str, registry: Any) -> None:
         ),
         "armor": lambda: app.add_middleware(
             headers.ArmorHeaderMiddleware,
-            headers_config={
-                "http": {"headers": {"Strict-Transport-Security": None} if config.settings.http else {}}
-            },
+            headers_config={"http": {"headers": {"Strict-Transport-Security": None} if config.settings.http else {}}},
         ),
         "trustedhost": lambda: app.add_middleware(
             TrustedHostMiddleware, allowed_hosts=["www.example.com", "127.0.0.1"]
@@ -231,7 +242,7 @@ def measure(stacks: list[str], rounds: int, requests: int, wall: bool = False) -
     """µs per request of each stack, one figure per round: CPU time of this thread (wall time with ``wall``)."""
     from uvicorn_inproc import alternating_rounds
 
-    apps = {stack: build(STACKS[stack]) for stack in stacks}
+    apps = {stack: build(stack_layers(stack)) for stack in stacks}
     return alternating_rounds(apps, REQUEST, rounds, requests, time.perf_counter if wall else time.thread_time)
 
 
@@ -240,7 +251,7 @@ def count_child(stack: str, requests: int) -> None:
     import uvloop
     from uvicorn_inproc import InProcessServer, counted
 
-    app = build(STACKS[stack])
+    app = build(stack_layers(stack))
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     server = InProcessServer(app, loop)
@@ -288,17 +299,29 @@ def instructions(arguments: argparse.Namespace, stacks: list[str]) -> None:
 
 
 def _layers(stack: str) -> str:
-    layers = STACKS[stack]
+    layers = stack_layers(stack)
     if stack == "noop8":
         return "noop x 8"
     return ", ".join(layers) if len(set(layers)) > 1 else (layers[:1] or ("-",))[0]
+
+
+def _known(stack: str) -> bool:
+    try:
+        stack_layers(stack)
+    except KeyError:
+        return False
+    return True
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=21)
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--stacks", default=",".join(STACKS), help="comma list; bare is always measured")
+    parser.add_argument(
+        "--stacks",
+        default=",".join(STACKS),
+        help="comma list of stack names or of layer+layer+... (innermost first); bare is always measured",
+    )
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
     parser.add_argument("--instructions", action="store_true", help="count instructions per request (valgrind)")
     parser.add_argument("--count-child", metavar="STACK", help=argparse.SUPPRESS)
@@ -308,9 +331,9 @@ def main() -> None:
         count_child(arguments.count_child, arguments.requests)
         return
     wanted = [stack for stack in arguments.stacks.split(",") if stack]
-    unknown = [stack for stack in wanted if stack not in STACKS]
+    unknown = [stack for stack in wanted if not _known(stack)]
     if unknown:
-        parser.error(f"unknown stacks {unknown}; known: {', '.join(STACKS)}")
+        parser.error(f"unknown stacks {unknown}; known: {', '.join(STACKS)}, or layer+layer+... of {', '.join(LAYERS)}")
     # Only the C2C__ settings the scaffold's stack reads; no metrics server.
     os.environ["C2C__PROMETHEUS__PORT"] = ""
     stacks = ["bare", *(stack for stack in wanted if stack != "bare")]

@@ -345,6 +345,11 @@ class ForwardedHeadersMiddleware:
         else:
             wanted = {header for field, header in _X_FORWARDED_HEADERS.items() if field in self.fields}
         self._wanted = frozenset(wanted)
+        # Name -> what it is, for the scan: servers give lowercase names (uvicorn, hypercorn), looked up as they
+        # are; another name is lowered only when its length is one of these (a mixed-case server's names).
+        self._kinds: dict[bytes, bool] = dict.fromkeys(self._wanted, True)
+        self._kinds[b"host"] = False
+        self._kind_lengths = frozenset(len(name) for name in self._kinds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._enabled and scope["type"] in _REWRITTEN_TYPES:
@@ -363,15 +368,26 @@ class ForwardedHeadersMiddleware:
 
     def _rewrite(self, scope: Scope) -> Scope:
         """The scope the application sees: a patched copy, or the same scope when nothing applies."""
-        wanted = self._wanted
+        kinds = self._kinds
+        lengths = self._kind_lengths
         found: list[tuple[bytes, bytes]] = []
         host: bytes | None = None
         host_index = _NO_HOST  # where the single Host header is, to replace it without a second scan
-        for index, item in enumerate(scope["headers"]):
-            name = item[0].lower()
-            if name in wanted:
+        index = -1
+        for item in scope["headers"]:
+            index += 1
+            name = item[0]
+            forwarded = kinds.get(name)
+            if forwarded is None:
+                if len(name) not in lengths:
+                    continue
+                name = name.lower()
+                forwarded = kinds.get(name)
+                if forwarded is None:
+                    continue
+            if forwarded:
                 found.append((name, item[1]))
-            elif name == b"host":
+            else:
                 host = item[1]
                 host_index = index if host_index == _NO_HOST else _SEVERAL_HOSTS
         if not found:

@@ -131,3 +131,24 @@ def test_the_reference_interpreter_is_read_from_the_environment() -> None:
     output = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True, env=env).stdout
     for implementation in ("ours", "reference"):
         assert re.search(rf"^\| {implementation} \| armor \| [\d.]+ \|", output, re.M), output
+
+
+def _bench_stack(*arguments: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCH / "bench_stack.py"), *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_stack_of_ones_own_is_measured_in_the_order_given() -> None:
+    result = _bench_stack("--stacks", "drain+errors,forwarded", "--rounds", "1", "--requests", "20")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^\| drain\+errors \| drain, errors \| [\d.]+ \| [+-][\d.]+ \| [\d.]+ \|$", result.stdout, re.M)
+    assert re.search(r"^\| forwarded \| forwarded \| [\d.]+ \|", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.parametrize("stack", ["drain+nothing", "nothing", "drain+"])
+def test_an_unknown_layer_stops_with_the_known_ones(stack: str) -> None:
+    result = _bench_stack("--stacks", stack, "--rounds", "1", "--requests", "20")
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"unknown stacks ['{stack}']" in last_line
+    assert "layer+layer+... of noop, errors, metrics" in last_line

@@ -685,3 +685,23 @@ def test_a_forwarded_host_without_any_host_header_adds_one() -> None:
         seen = call_directly(middleware, raw_scope(list(headers)))
         assert seen["headers"] == [(b"host", b"www.example.com"), *headers]
         assert seen["server"] == ("www.example.com", 80)
+
+
+def test_names_in_any_case_are_read_and_others_of_the_same_length_are_not() -> None:
+    """Lowercase names are looked up as they are; another name is lowered when its length is a wanted one's."""
+    middleware = ForwardedHeadersMiddleware(FastAPI(), trusted_hosts="10.0.0.0/8", fields="for,proto,host,port")
+    headers = [
+        (b"HOST", b"internal:8080"),
+        (b"X-Forwarded-PORT", b"8443"),  # only a port: the host is kept from the Host header, found in capitals
+        (b"Accept-Encoding", b"gzip"),  # the length of X-Forwarded-For
+        (b"X-FORWARDED-FOR", b"203.0.113.7"),
+        (b"x-forwarded-proto", b"https"),
+        (b"X-Forwarded-Hosts", b"evil.example.com"),  # the length of X-Forwarded-Proto, not a forwarded header
+    ]
+    seen = call_directly(middleware, raw_scope(list(headers)))
+    assert seen["client"] == ("203.0.113.7", 0)
+    assert seen["scheme"] == "https"
+    assert seen["server"] == ("internal", 8443)
+    assert seen["headers"][0] == (b"host", b"internal:8443")
+    assert (b"Accept-Encoding", b"gzip") in seen["headers"]
+    assert (b"X-Forwarded-Hosts", b"evil.example.com") in seen["headers"]
