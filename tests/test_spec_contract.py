@@ -8,6 +8,7 @@ test checks the package's documented behaviour and says why in a comment.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -180,13 +181,23 @@ def spec_application(env_settings: Any, clean_env: pytest.MonkeyPatch, package_c
     built: list[FastAPI] = []
 
     def build(**variables: str) -> FastAPI:
-        clean_env.setenv("C2C__PROMETHEUS__PORT", str(free_port()))
         for name, value in variables.items():
             clean_env.setenv(name, value)
-        env_settings()
-        app = _build_spec_application()
-        built.append(app)
-        return app
+        for attempt in range(5):
+            # free_port() found the port free a moment ago, on 127.0.0.1; the example binds it on every address, and
+            # meanwhile another socket of the suite (a client's ephemeral port) may take it: then the example runs
+            # again on another port.
+            clean_env.setenv("C2C__PROMETHEUS__PORT", str(free_port()))
+            env_settings()
+            try:
+                app = _build_spec_application()
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE or attempt == 4:
+                    raise
+                continue
+            built.append(app)
+            return app
+        raise AssertionError("not reached: the last attempt returns or raises")
 
     from prometheus_client import REGISTRY  # noqa: PLC0415
 
