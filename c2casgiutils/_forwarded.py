@@ -344,10 +344,9 @@ class ForwardedHeadersMiddleware:
                 wanted.add(_X_FORWARDED_HEADERS["prefix"])
         else:
             wanted = {header for field, header in _X_FORWARDED_HEADERS.items() if field in self.fields}
-        self._wanted = frozenset(wanted)
-        # Name -> what it is, for the scan: servers give lowercase names (uvicorn, hypercorn), looked up as they
-        # are; another name is lowered only when its length is one of these (a mixed-case server's names).
-        self._kinds: dict[bytes, bool] = dict.fromkeys(self._wanted, True)
+        # Name -> whether it is a forwarded header (else Host), for the scan: servers give lowercase names (uvicorn,
+        # hypercorn), looked up as they are; another name is lowered only when its length is one of these.
+        self._kinds: dict[bytes, bool] = dict.fromkeys(wanted, True)
         self._kinds[b"host"] = False
         self._kind_lengths = frozenset(len(name) for name in self._kinds)
 

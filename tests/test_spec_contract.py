@@ -183,21 +183,22 @@ def spec_application(env_settings: Any, clean_env: pytest.MonkeyPatch, package_c
     def build(**variables: str) -> FastAPI:
         for name, value in variables.items():
             clean_env.setenv(name, value)
-        for attempt in range(5):
-            # free_port() found the port free a moment ago, on 127.0.0.1; the example binds it on every address, and
-            # meanwhile another socket of the suite (a client's ephemeral port) may take it: then the example runs
-            # again on another port.
+        def on_a_free_port() -> FastAPI:
             clean_env.setenv("C2C__PROMETHEUS__PORT", str(free_port()))
             env_settings()
-            try:
-                app = _build_spec_application()
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE or attempt == 4:
-                    raise
-                continue
+            app = _build_spec_application()
             built.append(app)
             return app
-        raise AssertionError("not reached: the last attempt returns or raises")
+
+        # free_port() found the port free a moment ago, on 127.0.0.1; the example binds it on every address, and
+        # meanwhile another socket of the suite (a client's ephemeral port) may take it: then it runs again.
+        for _ in range(4):
+            try:
+                return on_a_free_port()
+            except OSError as error:
+                if error.errno != errno.EADDRINUSE:
+                    raise
+        return on_a_free_port()
 
     from prometheus_client import REGISTRY  # noqa: PLC0415
 
