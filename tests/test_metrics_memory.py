@@ -10,7 +10,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from c2casgiutils._metrics_memory import Help, RequestMetrics
+from c2casgiutils import _metrics_memory
+from c2casgiutils._metrics_memory import RECORD_BATCH, Help, RequestMetrics
 from c2casgiutils.tracing import TraceContext
 
 TEXTS = Help("total", "request size", "response size", "highr", "lowr", "in progress")
@@ -104,3 +105,67 @@ def test_concurrent_records_are_all_counted() -> None:
     metrics.begin()
     assert registry.get_sample_value("http_requests_inprogress") == 1  # reading it twice does not move it
     assert registry.get_sample_value("http_requests_inprogress") == 1
+
+
+def test_queued_requests_are_bounded_and_all_read_by_a_collection() -> None:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics("", TEXTS, HIGHR, LOWR)
+    registry.register(metrics)
+    count = RECORD_BATCH * 3 + 7
+    for _ in range(count):
+        metrics.begin()
+        metrics.record(("/x", "GET", "2xx"), 1, 2, 0.3)
+        assert len(metrics._pending) < RECORD_BATCH  # never more than a batch waits
+    assert len(metrics._pending) == 7
+    labels = {"handler": "/x", "method": "GET", "status": "2xx"}
+    assert registry.get_sample_value("http_requests_total", labels) == count
+    assert len(metrics._pending) == 0
+    assert registry.get_sample_value("http_requests_inprogress") == 0
+
+
+def test_an_exemplar_keeps_the_time_of_its_request_not_of_the_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics("", TEXTS, HIGHR, LOWR)
+    registry.register(metrics)
+    monkeypatch.setattr(_metrics_memory, "_time", lambda: 1_000_000.0)
+    metrics.begin()
+    metrics.record(("/x", "GET", "2xx"), 1, 2, 0.2, TraceContext("a" * 32, "b" * 16, True))
+    monkeypatch.setattr(_metrics_memory, "_time", lambda: 2_000_000.0)
+    exposed = generate_openmetrics(registry).decode()
+    exemplar = '# {span_id="bbbbbbbbbbbbbbbb",trace_id="' + "a" * 32 + '"}'
+    assert f'http_requests_total{{handler="/x",method="GET",status="2xx"}} 1.0 {exemplar} 1.0 1000000.0' in exposed
+    bucket = 'http_request_duration_seconds_bucket{handler="/x",le="0.5",method="GET"}'
+    assert f"{bucket} 1.0 {exemplar} 0.2 1000000.0" in exposed
+
+
+def test_collections_while_threads_record_lose_and_double_nothing() -> None:
+    registry = CollectorRegistry()
+    metrics = RequestMetrics("", TEXTS, HIGHR, LOWR)
+    registry.register(metrics)
+    labels = {"handler": "/x", "method": "GET", "status": "2xx"}
+    done = threading.Event()
+    seen: list[float] = []
+
+    def scrape() -> None:
+        while not done.is_set():
+            seen.append(registry.get_sample_value("http_requests_total", labels) or 0.0)
+
+    def hammer() -> None:
+        for _ in range(3000):
+            metrics.begin()
+            metrics.record(("/x", "GET", "2xx"), 1, 2, 0.3)
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    done.set()
+    scraper.join(timeout=60)
+    assert len(seen) > 1
+    assert seen == sorted(seen)  # a total never goes back
+    assert registry.get_sample_value("http_requests_total", labels) == 12000
+    assert registry.get_sample_value("http_request_duration_highr_seconds_count") == 12000
+    assert registry.get_sample_value("http_requests_inprogress") == 0
