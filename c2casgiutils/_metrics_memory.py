@@ -105,7 +105,7 @@ class RequestMetrics:
         self._children: dict[tuple[str, str, str], _Children] = {}
         # Ended requests not yet added to the values: (key, request size, response size, duration, exemplar, time).
         self._pending: collections.deque[
-            tuple[tuple[str, str, str], int, int, float, TraceContext | None, float | None]
+            tuple[tuple[str, str, str], int, int, float, TraceContext | None, float]
         ] = collections.deque()
 
     def _label_children(self, key: tuple[str, str, str]) -> _Children:
@@ -137,7 +137,7 @@ class RequestMetrics:
         request pays an append, the bisects and the lock are paid once per batch, in a loop that stays warm.
         """
         pending = self._pending
-        pending.append((key, request_size, response_size, duration, exemplar, None if exemplar is None else _time()))
+        pending.append((key, request_size, response_size, duration, exemplar, 0.0 if exemplar is None else _time()))
         if len(pending) >= RECORD_BATCH:
             with self._lock:
                 self._add_pending()
