@@ -25,7 +25,13 @@ Rounds alternate the stacks (order reversed every other round); a stack's figure
 that minus bare's best round of the same run. Time is the CPU time of the process's thread (``--wall``: the wall
 clock), so the time other jobs of a shared machine hold the core is not counted.
 
+``--paired`` runs many short rounds (400 of 100 requests) in a shuffled order instead; "extra" is the median of
+each round's difference to bare's round. A neighbour that slows the machine for a moment slows both sides of a
+difference, and the median drops the rounds it spoiled: on a shared machine the figure of a layer moves by a
+few tenths of a µs from run to run, where the best of 21 rounds can move by several µs.
+
     .venv/bin/python bench/bench_stack.py [--rounds 21] [--requests 2000] [--stacks bare,ours,scaffold]
+    .venv/bin/python bench/bench_stack.py --paired [--rounds 400] [--requests 100] [--stacks ...]
     .venv/bin/python bench/bench_stack.py --instructions [--requests 500]   # needs valgrind
 
 ``--instructions`` counts the machine instructions a request takes instead (valgrind's callgrind, counting only
@@ -43,6 +49,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -298,6 +305,34 @@ def instructions(arguments: argparse.Namespace, stacks: list[str]) -> None:
         )
 
 
+def paired(arguments: argparse.Namespace, stacks: list[str]) -> None:
+    from uvicorn_inproc import paired_extra, paired_rounds
+
+    apps = {stack: build(stack_layers(stack)) for stack in stacks}
+    clock = time.perf_counter if arguments.wall else time.thread_time
+    samples = paired_rounds(apps, REQUEST, arguments.rounds, arguments.requests, clock)
+    extra = paired_extra(samples, "bare")
+    print(
+        f"uvicorn's httptools protocol in one process, GET /api/hello from a trusted proxy, {arguments.rounds} rounds "
+        f"of {arguments.requests} requests in shuffled order; {'wall-clock' if arguments.wall else 'CPU'} µs per "
+        "request; extra: the median of the rounds' differences to bare, and their quartiles"
+    )
+    print("| stack | layers (innermost first) | median µs | extra µs over bare | quartiles of the extra |")
+    print("|---|---|---|---|---|")
+    for stack in stacks:
+        median, first, third = extra[stack]
+        figures = f"{statistics.median(samples[stack]):.1f} | {median:+.1f} | {first:+.1f} .. {third:+.1f}"
+        print(f"| {stack} | {_layers(stack)} | {figures} |")
+    if "scaffold" in extra and "starlette" in extra:
+        differences = [
+            scaffold - starlette for scaffold, starlette in zip(samples["scaffold"], samples["starlette"], strict=True)
+        ]
+        print(
+            f"\nscaffold - starlette (our six layers inside the whole stack): {statistics.median(differences):+.1f} µs "
+            "(median of the rounds' differences)"
+        )
+
+
 def _layers(stack: str) -> str:
     layers = stack_layers(stack)
     if stack == "noop8":
@@ -315,8 +350,8 @@ def _known(stack: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 21; 400 with --paired)")
+    parser.add_argument("--requests", type=int, help="requests a round (default 2000; 100 with --paired; 500 counted)")
     parser.add_argument(
         "--stacks",
         default=",".join(STACKS),
@@ -324,8 +359,19 @@ def main() -> None:
     )
     parser.add_argument("--wall", action="store_true", help="wall-clock time instead of this thread's CPU time")
     parser.add_argument("--instructions", action="store_true", help="count instructions per request (valgrind)")
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="many short rounds in shuffled order (--rounds, default 400, of --requests, default 100): the median "
+        "of each round's difference to bare",
+    )
     parser.add_argument("--count-child", metavar="STACK", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.rounds is None:
+        arguments.rounds = 400 if arguments.paired else 21
+    if arguments.requests is None:
+        counted = arguments.instructions or arguments.count_child
+        arguments.requests = 100 if arguments.paired else 500 if counted else 2000
     if arguments.count_child:
         os.environ["C2C__PROMETHEUS__PORT"] = ""
         count_child(arguments.count_child, arguments.requests)
@@ -339,6 +385,9 @@ def main() -> None:
     stacks = ["bare", *(stack for stack in wanted if stack != "bare")]
     if arguments.instructions:
         instructions(arguments, stacks)
+        return
+    if arguments.paired:
+        paired(arguments, stacks)
         return
     samples = measure(stacks, arguments.rounds, arguments.requests, arguments.wall)
     best = {stack: min(values) for stack, values in samples.items()}

@@ -139,6 +139,63 @@ def alternating_rounds(
     return uvloop.run(run())
 
 
+def paired_rounds(
+    apps: dict[str, Any],
+    request: bytes,
+    rounds: int,
+    requests: int,
+    clock: Callable[[], float] = time.thread_time,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """µs per request of each application in many short rounds, the order shuffled every round, on one core.
+
+    Meant for :func:`paired_extra`: a difference taken within a round cancels what slows the machine for a few
+    milliseconds, and the median over hundreds of rounds ignores the rounds a neighbour spoiled, where the best
+    of a few long rounds keeps the luckiest one. Warm-up as in :func:`alternating_rounds`.
+    """
+    import random
+
+    import uvloop
+
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(0, {0})
+    shuffle = random.Random(seed).shuffle
+
+    async def run() -> dict[str, list[float]]:
+        loop = asyncio.get_running_loop()
+        servers = {name: InProcessServer(app, loop, clock) for name, app in apps.items()}
+        for server in servers.values():
+            await server.run(request, 1000)
+        gc.collect()
+        gc.freeze()
+        names = list(servers)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        for _ in range(rounds):
+            shuffle(names)
+            for name in names:
+                samples[name].append(await servers[name].run(request, requests))
+        for server in servers.values():
+            server.check_ok()
+        return samples
+
+    return uvloop.run(run())
+
+
+def paired_extra(samples: dict[str, list[float]], base: str) -> dict[str, tuple[float, float, float]]:
+    """For each application: the median, first and third quartiles of its round-by-round excess over ``base``."""
+    import statistics
+
+    result = {}
+    for name, values in samples.items():
+        differences = [value - reference for value, reference in zip(values, samples[base], strict=True)]
+        if len(differences) < 2:
+            result[name] = (differences[0], differences[0], differences[0])
+            continue
+        first, _, third = statistics.quantiles(differences, n=4)
+        result[name] = (statistics.median(differences), first, third)
+    return result
+
+
 def counted(run: Callable[[], Any]) -> None:
     """Call ``run`` under ``functools.reduce``: the only function that :func:`instructions` counts within."""
     import functools

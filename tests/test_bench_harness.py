@@ -152,3 +152,43 @@ def test_an_unknown_layer_stops_with_the_known_ones(stack: str) -> None:
     last_line = result.stderr.strip().splitlines()[-1]
     assert f"unknown stacks ['{stack}']" in last_line
     assert "layer+layer+... of noop, errors, metrics" in last_line
+
+
+def test_paired_rounds_give_the_median_excess_of_each_stack_and_ours_inside_the_whole_one() -> None:
+    result = _bench_stack("--paired", "--stacks", "ours,starlette,scaffold", "--rounds", "4", "--requests", "10")
+    assert result.returncode == 0, result.stderr
+    for stack in ("bare", "ours", "starlette", "scaffold"):
+        row = rf"^\| {stack} \| [^|]+ \| [\d.]+ \| [+-][\d.]+ \| [+-][\d.]+ \.\. [+-][\d.]+ \|$"
+        assert re.search(row, result.stdout, re.M), result.stdout
+    assert re.search(r"^\| bare \| - \| [\d.]+ \| \+0\.0 \| \+0\.0 \.\. \+0\.0 \|$", result.stdout, re.M)
+    ours = r"^scaffold - starlette \(our six layers inside the whole stack\): [+-][\d.]+ µs"
+    assert re.search(ours, result.stdout, re.M), result.stdout
+
+
+def test_paired_extra_is_the_median_of_the_rounds_differences() -> None:
+    from uvicorn_inproc import paired_extra
+
+    samples = {"bare": [10.0, 50.0, 10.0, 10.0, 10.0], "layer": [12.0, 53.0, 11.0, 14.0, 40.0]}
+    extra = paired_extra(samples, "bare")
+    assert extra["bare"] == (0.0, 0.0, 0.0)
+    median, first, third = extra["layer"]
+    assert median == 3.0  # differences 2, 3, 1, 4, 30: the spoiled round counts for one
+    assert first <= median <= third
+
+
+def test_paired_rounds_serve_every_stack_in_each_round() -> None:
+    from uvicorn_inproc import paired_rounds
+
+    served: dict[str, int] = {"a": 0, "b": 0}
+
+    def app_for(name: str) -> Any:
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            served[name] += 1
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        return app
+
+    samples = paired_rounds({"a": app_for("a"), "b": app_for("b")}, REQUEST, rounds=3, requests=5)
+    assert {name: len(values) for name, values in samples.items()} == {"a": 3, "b": 3}
+    assert served == {"a": 1000 + 15, "b": 1000 + 15}  # the warm-up, then each round
