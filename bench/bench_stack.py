@@ -324,11 +324,9 @@ def paired(arguments: argparse.Namespace, stacks: list[str]) -> None:
         figures = f"{statistics.median(samples[stack]):.1f} | {median:+.1f} | {first:+.1f} .. {third:+.1f}"
         print(f"| {stack} | {_layers(stack)} | {figures} |")
     if "scaffold" in extra and "starlette" in extra:
-        differences = [
-            scaffold - starlette for scaffold, starlette in zip(samples["scaffold"], samples["starlette"], strict=True)
-        ]
+        ours = paired_extra(samples, "starlette")["scaffold"][0]
         print(
-            f"\nscaffold - starlette (our six layers inside the whole stack): {statistics.median(differences):+.1f} µs "
+            f"\nscaffold - starlette (our six layers inside the whole stack): {ours:+.1f} µs "
             "(median of the rounds' differences)"
         )
 

@@ -115,28 +115,10 @@ def alternating_rounds(
     Each is warmed up (1000 requests), then every round times ``requests`` requests of each in turn, the order
     reversed every other round so that a slow moment of the machine hits them alike.
     """
-    import uvloop
+    def order(index: int, names: list[str]) -> list[str]:
+        return names if index % 2 == 0 else names[::-1]
 
-    with contextlib.suppress(AttributeError, OSError):
-        os.sched_setaffinity(0, {0})
-
-    async def run() -> dict[str, list[float]]:
-        loop = asyncio.get_running_loop()
-        servers = {name: InProcessServer(app, loop, clock) for name, app in apps.items()}
-        for server in servers.values():
-            await server.run(request, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
-        gc.collect()
-        gc.freeze()  # the other applications must not lengthen the collections of this one
-        names = list(servers)
-        samples: dict[str, list[float]] = {name: [] for name in names}
-        for index in range(rounds):
-            for name in names if index % 2 == 0 else names[::-1]:
-                samples[name].append(await servers[name].run(request, requests))
-        for server in servers.values():
-            server.check_ok()
-        return samples
-
-    return uvloop.run(run())
+    return _timed_rounds(apps, request, rounds, requests, clock, order)
 
 
 def paired_rounds(
@@ -155,24 +137,35 @@ def paired_rounds(
     """
     import random
 
+    shuffled = random.Random(seed).sample
+    return _timed_rounds(apps, request, rounds, requests, clock, lambda _, names: shuffled(names, len(names)))
+
+
+def _timed_rounds(
+    apps: dict[str, Any],
+    request: bytes,
+    rounds: int,
+    requests: int,
+    clock: Callable[[], float],
+    order: Callable[[int, list[str]], list[str]],
+) -> dict[str, list[float]]:
+    """Warm every application up, then time ``rounds`` rounds, each serving them in ``order(round, names)``."""
     import uvloop
 
     with contextlib.suppress(AttributeError, OSError):
         os.sched_setaffinity(0, {0})
-    shuffle = random.Random(seed).shuffle
 
     async def run() -> dict[str, list[float]]:
         loop = asyncio.get_running_loop()
         servers = {name: InProcessServer(app, loop, clock) for name, app in apps.items()}
         for server in servers.values():
-            await server.run(request, 1000)
+            await server.run(request, 1000)  # warm up: caches of the middlewares, FastAPI, the CPU
         gc.collect()
-        gc.freeze()
+        gc.freeze()  # the other applications must not lengthen the collections of this one
         names = list(servers)
         samples: dict[str, list[float]] = {name: [] for name in names}
-        for _ in range(rounds):
-            shuffle(names)
-            for name in names:
+        for index in range(rounds):
+            for name in order(index, names):
                 samples[name].append(await servers[name].run(request, requests))
         for server in servers.values():
             server.check_ok()

@@ -1,7 +1,6 @@
 """A small service run by uvicorn with several workers in the metrics tests.
 
-``TEST_STATE_DIR`` holds the files the test uses to steer it: ``fail`` makes the health check fail (``fail-<pid>``:
-in that worker only),
+``TEST_STATE_DIR`` holds the files the test uses to steer it: ``fail-<pid>`` makes that worker's health check fail,
 ``release`` ends the requests held by ``/hold`` (each writes ``held/<pid>-<n>`` while it waits).
 ``TEST_METRICS`` picks the request metrics: ``instrumentator`` (prometheus-fastapi-instrumentator) or ``c2c``
 (``c2casgiutils.prometheus.PrometheusMiddleware``).
@@ -25,11 +24,10 @@ STATE = Path(os.environ["TEST_STATE_DIR"])
 
 
 class Flag(health_checks.Check):
-    """Fails while the ``fail`` file (or this worker's ``fail-<pid>``) exists; tells which worker ran it."""
+    """Fails while this worker's ``fail-<pid>`` file exists; tells which worker ran it."""
 
     async def check(self) -> health_checks.Result:
-        failing = (STATE / "fail").exists() or (STATE / f"fail-{os.getpid()}").exists()
-        status_code = 500 if failing else 200
+        status_code = 500 if (STATE / f"fail-{os.getpid()}").exists() else 200
         return health_checks.Result(status_code=status_code, payload={"pid": os.getpid()})
 
 
