@@ -19,6 +19,10 @@ every layer is there). Stacks:
   context;
 - ``ours``: our six layers in the scaffold's order, nothing else; ``starlette``: GZip, CORS and TrustedHost
   only; ``scaffold``: the whole stack;
+- floors (``floor_layers.py``): ``metrics:floor``, ``forwarded:floor`` and ``request_id:floor`` do the work their
+  layer must do for this request, hard-coded for it; ``ours:floor`` and ``scaffold:floor`` are ``ours`` and
+  ``scaffold`` with every layer at its floor (``armor:floor``; the error handler and the drain are at theirs
+  already): the least any implementation of our six layers can cost;
 - any ``layer+layer+...`` of the layers and peers above, innermost first (``metrics+armor``): a stack of one's own.
 
 Rounds alternate the stacks (order reversed every other round); a stack's figure is its best round, "extra" is
@@ -67,7 +71,13 @@ PEERS = (
     "request_id:asgi-correlation-id",
     "request_id:no-trace",
     "forwarded:uvicorn",
+    "metrics:floor",
+    "forwarded:floor",
+    "request_id:floor",
 )
+# Our six layers at their floor (floor_layers.py): the least any implementation of them can cost.
+OURS_FLOOR = ("errors", "metrics:floor", "armor:floor", "drain", "forwarded:floor", "request_id:floor")
+SCAFFOLD_FLOOR = ("errors", "metrics:floor", *STARLETTE[:2], "armor:floor", STARLETTE[2], *OURS_FLOOR[3:])
 LAYERS = ("noop", *SCAFFOLD, *PEERS)
 STACKS: dict[str, tuple[str, ...]] = {
     "bare": (),
@@ -77,6 +87,8 @@ STACKS: dict[str, tuple[str, ...]] = {
     "ours": OURS,
     "starlette": STARLETTE,
     "scaffold": SCAFFOLD,
+    "ours:floor": OURS_FLOOR,
+    "scaffold:floor": SCAFFOLD_FLOOR,
 }
 REQUEST = (
     b"GET /api/hello HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUser-Agent: bench\r\nAccept: */*\r\n"
@@ -196,6 +208,15 @@ def _add(app: Any, layer: str, registry: Any) -> None:
     }
     if layer in adders:
         adders[layer]()
+    elif layer in ("metrics:floor", "forwarded:floor", "request_id:floor"):
+        import floor_layers
+
+        floors = {
+            "metrics:floor": floor_layers.FloorMetrics,
+            "forwarded:floor": floor_layers.FloorForwarded,
+            "request_id:floor": floor_layers.FloorRequestId,
+        }
+        app.add_middleware(floors[layer])
     elif layer == "metrics:instrumentator":
         from prometheus_fastapi_instrumentator import Instrumentator
 
@@ -297,12 +318,9 @@ def instructions(arguments: argparse.Namespace, stacks: list[str]) -> None:
         extra = counts[stack] - counts["bare"]
         figures = f"{counts[stack] / 1000:.1f} | {extra / 1000:+.1f} | {extra / rate:+.1f}"
         print(f"| {stack} | {_layers(stack)} | {figures} |")
-    if "scaffold" in counts and "starlette" in counts:
-        ours = counts["scaffold"] - counts["starlette"]
-        print(
-            f"\nscaffold - starlette (our six layers inside the whole stack): {ours / 1000:+.1f} k instructions, "
-            f"{ours / rate:+.1f} µs"
-        )
+    print()
+    for whole, extra in _ours_inside(counts, lambda whole: counts[whole] - counts["starlette"]):
+        print(f"{whole} - starlette ({_OURS_LINE[whole]}): {extra / 1000:+.1f} k instructions, {extra / rate:+.1f} µs")
 
 
 def paired(arguments: argparse.Namespace, stacks: list[str]) -> None:
@@ -323,12 +341,23 @@ def paired(arguments: argparse.Namespace, stacks: list[str]) -> None:
         median, first, third = extra[stack]
         figures = f"{statistics.median(samples[stack]):.1f} | {median:+.1f} | {first:+.1f} .. {third:+.1f}"
         print(f"| {stack} | {_layers(stack)} | {figures} |")
-    if "scaffold" in extra and "starlette" in extra:
-        ours = paired_extra(samples, "starlette")["scaffold"][0]
-        print(
-            f"\nscaffold - starlette (our six layers inside the whole stack): {ours:+.1f} µs "
-            "(median of the rounds' differences)"
-        )
+    print()
+    over_starlette = paired_extra(samples, "starlette") if "starlette" in samples else {}
+    for whole, ours in _ours_inside(extra, lambda whole: over_starlette[whole][0]):
+        print(f"{whole} - starlette ({_OURS_LINE[whole]}): {ours:+.1f} µs (median of the rounds' differences)")
+
+
+_OURS_LINE = {
+    "scaffold": "our six layers inside the whole stack",
+    "scaffold:floor": "our six layers at their floor inside the whole stack",
+}
+
+
+def _ours_inside(measured: dict[str, Any], extra: Callable[[str], float]) -> list[tuple[str, float]]:
+    """(whole stack, what our layers add inside it) for the whole stacks measured beside ``starlette``."""
+    if "starlette" not in measured:
+        return []
+    return [(whole, extra(whole)) for whole in _OURS_LINE if whole in measured]
 
 
 def _layers(stack: str) -> str:
@@ -400,9 +429,9 @@ def main() -> None:
     for stack in stacks:
         figures = f"{best[stack]:.1f} | {best[stack] - bare:+.1f} | {bare / best[stack]:.3f}"
         print(f"| {stack} | {_layers(stack)} | {figures} |")
-    if "scaffold" in best and "starlette" in best:
-        ours = best["scaffold"] - best["starlette"]
-        print(f"\nscaffold - starlette (our six layers inside the whole stack): {ours:+.1f} µs")
+    print()
+    for whole, ours in _ours_inside(best, lambda whole: best[whole] - best["starlette"]):
+        print(f"{whole} - starlette ({_OURS_LINE[whole]}): {ours:+.1f} µs")
 
 
 if __name__ == "__main__":

@@ -192,3 +192,114 @@ def test_paired_rounds_serve_every_stack_in_each_round() -> None:
     samples = paired_rounds({"a": app_for("a"), "b": app_for("b")}, REQUEST, rounds=3, requests=5)
     assert {name: len(values) for name, values in samples.items()} == {"a": 3, "b": 3}
     assert served == {"a": 1000 + 15, "b": 1000 + 15}  # the warm-up, then each round
+
+
+def _drive(app: Any, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run one request through an ASGI app by hand; the messages it sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def _scope(headers: list[tuple[bytes, bytes]], client: str = "127.0.0.1") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/hello",
+        "scheme": "http",
+        "headers": headers,
+        "client": (client, 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def _answer(seen: list[dict[str, Any]], headers: list[tuple[bytes, bytes]] | None = None) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 201, "headers": list(headers or [])})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+def test_the_request_id_floor_returns_the_callers_id_or_a_fresh_one_and_sets_a_trace() -> None:
+    import floor_layers
+
+    traces: list[Any] = []
+    seen: list[dict[str, Any]] = []
+    inner = _answer(seen)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        traces.append(floor_layers.trace_var.get())
+        await inner(scope, receive, send)
+
+    layer = floor_layers.FloorRequestId(app)
+    fresh = _drive(layer, _scope([(b"host", b"a")]))
+    given = _drive(layer, _scope([(b"x-request-id", b"abc-1")]))
+    fresh_id = dict(fresh[0]["headers"])[b"x-request-id"]
+    assert re.fullmatch(rb"[0-9a-f]{32}", fresh_id)
+    assert dict(given[0]["headers"])[b"x-request-id"] == b"abc-1"
+    assert [scope["state"]["request_id"] for scope in seen] == [fresh_id.decode(), "abc-1"]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", trace) and re.fullmatch(r"[0-9a-f]{16}", span) for trace, span in traces)
+    assert traces[0] != traces[1]
+    assert floor_layers.trace_var.get() is None  # reset after the request
+
+
+def test_the_forwarded_floor_rewrites_a_copy_of_the_scope_for_a_trusted_client_only() -> None:
+    import floor_layers
+
+    seen: list[dict[str, Any]] = []
+    layer = floor_layers.FloorForwarded(_answer(seen))
+    forwarded = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"x-forwarded-for", b"198.51.100.1, 203.0.113.7"),
+        (b"x-forwarded-proto", b"https"),
+        (b"x-forwarded-host", b"www.example.com"),
+    ]
+    trusted = _scope(forwarded)
+    _drive(layer, trusted)
+    _drive(layer, _scope(forwarded, client="192.0.2.9"))
+    rewritten, untouched = seen
+    assert rewritten["client"] == ("203.0.113.7", 0)
+    assert rewritten["scheme"] == "https"
+    assert rewritten["server"] == ("www.example.com", 443)
+    assert (b"host", b"www.example.com") in rewritten["headers"]
+    assert trusted["client"] == ("127.0.0.1", 50000)  # the caller's scope is left as it was
+    assert untouched["client"] == ("192.0.2.9", 50000)
+    assert untouched["scheme"] == "http"
+
+
+def test_the_metrics_floor_counts_every_request_in_batches_with_its_exemplar() -> None:
+    import floor_layers
+
+    layer = floor_layers.FloorMetrics(_answer([], [(b"content-length", b"2")]))
+    token = floor_layers.trace_var.set(("1" * 32, "2" * 16))
+    try:
+        for _ in range(300):
+            _drive(layer, _scope([(b"content-length", b"5")]))
+    finally:
+        floor_layers.trace_var.reset(token)
+    assert layer.in_progress == 0
+    assert len(layer.pending) == 300 - 256  # one batch added, the rest queued
+    assert layer.totals == {("none", "GET", 201): 256}  # no router ran: no route in the scope
+    assert layer.sizes["none"] == [256, 5 * 256, 2 * 256]
+    assert sum(layer.highr[:-1]) == 256
+    assert {trace for trace, _, _ in layer.exemplars.values()} == {"1" * 32}
+
+
+def test_the_floor_stack_is_measured_beside_ours() -> None:
+    result = _bench_stack(
+        "--paired", "--stacks", "starlette,scaffold,scaffold:floor", "--rounds", "3", "--requests", "10"
+    )
+    assert result.returncode == 0, result.stderr
+    floor = r"^\| scaffold:floor \| errors, metrics:floor, gzip, cors, armor:floor, trustedhost, drain, forwarded:floor"
+    assert re.search(floor, result.stdout, re.M), result.stdout
+    for whole in ("scaffold", "scaffold:floor"):
+        assert re.search(rf"^{whole} - starlette \([^)]+\): [+-][\d.]+ µs", result.stdout, re.M), result.stdout
