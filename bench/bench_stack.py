@@ -75,9 +75,11 @@ PEERS = (
     "forwarded:floor",
     "request_id:floor",
 )
-# Our six layers at their floor (floor_layers.py): the least any implementation of them can cost.
-OURS_FLOOR = ("errors", "metrics:floor", "armor:floor", "drain", "forwarded:floor", "request_id:floor")
-SCAFFOLD_FLOOR = ("errors", "metrics:floor", *STARLETTE[:2], "armor:floor", STARLETTE[2], *OURS_FLOOR[3:])
+# Our six layers at their floor (floor_layers.py): the least any implementation of them can cost. The error
+# handler and the drain are at theirs already.
+FLOOR_OF = {layer: f"{layer}:floor" for layer in ("metrics", "armor", "forwarded", "request_id")}
+OURS_FLOOR = tuple(FLOOR_OF.get(layer, layer) for layer in OURS)
+SCAFFOLD_FLOOR = tuple(FLOOR_OF.get(layer, layer) for layer in SCAFFOLD)
 LAYERS = ("noop", *SCAFFOLD, *PEERS)
 STACKS: dict[str, tuple[str, ...]] = {
     "bare": (),

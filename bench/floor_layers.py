@@ -26,11 +26,9 @@ import time
 from typing import Any
 
 from c2casgiutils._metrics_http import HIGHR_BUCKETS, LOWR_BUCKETS
-from c2casgiutils._random_tokens import TokenPool
+from c2casgiutils.request_id import new_request_id
+from c2casgiutils.tracing import new_span_id, new_trace_id
 
-_IDS = TokenPool(uuid4=True)
-_TRACE_IDS = TokenPool(nonzero=True)
-_SPAN_IDS = TokenPool(size=8, nonzero=True)
 trace_var: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("floor_trace", default=None)
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("floor_request_id", default=None)
 
@@ -156,8 +154,11 @@ class FloorRequestId:
             if name == b"x-request-id":
                 request_id = value.decode("ascii")
         if request_id is None:
-            request_id = _IDS.token()
-        scope.setdefault("state", {})["request_id"] = request_id
+            request_id = new_request_id()
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
 
         def send_with_id(message: Any) -> Any:
@@ -166,7 +167,7 @@ class FloorRequestId:
             return send(message)
 
         token = request_id_var.set(request_id)
-        trace_token = trace_var.set((_TRACE_IDS.token(), _SPAN_IDS.token()))
+        trace_token = trace_var.set((new_trace_id(), new_span_id()))
         try:
             await self.app(scope, receive, send_with_id)
         finally:
